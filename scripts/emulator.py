@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Embedded AWS emulator for pns-cdr: moto's ThreadedMotoServer on loopback only.
+
+Usage (from the project root, with the project virtualenv):
+
+    .venv/bin/python scripts/emulator.py --host 127.0.0.1 --port 4566
+    .venv/bin/python scripts/emulator.py --port 0        # pick a free port
+
+Protocol with the parent process (Rust tests, the local stack):
+
+* Exactly one line ``READY http://<host>:<port>`` is written to stdout, and
+  flushed, once the server accepts TCP connections. Nothing else is ever
+  written to stdout; diagnostics go to stderr.
+* The emulator exits when its stdin reaches EOF. Parents pipe stdin and never
+  write to it, so when the parent dies (even by SIGKILL) the pipe closes and
+  the emulator goes away with it. ``--ignore-stdin`` disables this for
+  interactive use (then stop it with Ctrl-C / SIGTERM).
+* SIGTERM and SIGINT stop it cleanly (exit status 0).
+
+It serves every moto service on one endpoint (DynamoDB, SQS, S3, ...); state
+lives in memory and is lost on exit. ``GET /moto-api/`` is moto's dashboard,
+``POST /moto-api/reset`` clears all state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+LOOPBACK_HOSTS = {
+    "127.0.0.1": "127.0.0.1",
+    "localhost": "127.0.0.1",
+    "::1": "::1",
+}
+
+# How long a clean shutdown may take before the process exits regardless.
+SHUTDOWN_GRACE_SECONDS = 1.5
+
+
+def log(message: str) -> None:
+    print(f"emulator: {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Local AWS emulator (moto) for pns-cdr; loopback only."
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="loopback address to bind: 127.0.0.1 (default), localhost or ::1",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=4566,
+        help="TCP port (default 4566); 0 picks a free port, reported in the READY line",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log every request to stderr",
+    )
+    parser.add_argument(
+        "--ignore-stdin",
+        action="store_true",
+        help="do not exit on stdin EOF (interactive use; stop with Ctrl-C)",
+    )
+    args = parser.parse_args(argv)
+    if args.host not in LOOPBACK_HOSTS:
+        parser.error(
+            f"refusing to listen on {args.host!r}: the emulator has no "
+            "authentication and binds to loopback only "
+            f"({', '.join(sorted(LOOPBACK_HOSTS))})"
+        )
+    if not 0 <= args.port <= 65535:
+        parser.error(f"invalid port {args.port}")
+    return args
+
+
+def configure_logging(verbose: bool) -> None:
+    # werkzeug installs its own INFO handler (one line per request) when its
+    # logger has no level; setting a level first keeps it quiet.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO if verbose else logging.WARNING,
+        format="emulator: %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def wait_until_accepting(family: int, host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                probe.connect((host, port))
+                return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
+def watch_stdin(stop: threading.Event) -> None:
+    """Set `stop` when stdin reaches EOF (the parent closed the pipe or died)."""
+    try:
+        stream = sys.stdin.buffer
+        while stream.read(65536):
+            pass  # parents never write; anything written is discarded
+    except (OSError, ValueError):
+        pass
+    stop.set()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    configure_logging(args.verbose)
+
+    # Dummy credentials so nothing in-process tries to find real ones.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    from moto.server import ThreadedMotoServer
+
+    class LoopbackMotoServer(ThreadedMotoServer):
+        """ThreadedMotoServer whose start() reports a bind failure instead of
+        hanging forever (upstream only sets its ready event on success)."""
+
+        startup_error: BaseException | None = None
+
+        def _server_entry(self) -> None:
+            try:
+                super()._server_entry()
+            except BaseException as err:  # noqa: BLE001 - reported by main()
+                self.startup_error = err
+                self._server_ready_event.set()
+
+    bind_host = LOOPBACK_HOSTS[args.host]
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    server = LoopbackMotoServer(ip_address=bind_host, port=args.port, verbose=False)
+    server.start()  # waits until bound; port 0 is resolved by the OS
+    if server.startup_error is not None or server._server is None:
+        err = server.startup_error
+        reason = "" if isinstance(err, SystemExit) else f": {err}"  # werkzeug already said why
+        log(f"cannot listen on {bind_host}:{args.port}{reason}")
+        return 1
+    _, port = server.get_host_and_port()
+    wait_until_accepting(family, bind_host, port)
+
+    url_host = f"[{bind_host}]" if family == socket.AF_INET6 else bind_host
+    sys.stdout.write(f"READY http://{url_host}:{port}\n")
+    sys.stdout.flush()
+
+    if not args.ignore_stdin:
+        threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
+
+    # Event.wait with a timeout keeps the main thread responsive to signals.
+    while not stop.wait(0.5):
+        pass
+
+    # Clean shutdown, bounded: serve_forever polls every 0.5 s, and an
+    # in-flight request must not keep the process alive.
+    stopper = threading.Thread(target=server.stop, daemon=True)
+    stopper.start()
+    stopper.join(SHUTDOWN_GRACE_SECONDS)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

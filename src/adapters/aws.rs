@@ -1,0 +1,38 @@
+//! AWS SDK clients, built once per process.
+
+use aws_config::{BehaviorVersion, Region};
+
+/// The three clients every function lends to its adapters.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl AwsClients {
+    /// On Lambda (`endpoint_url` = `None`) the standard provider chain; against an emulator,
+    /// its endpoint with fixed test credentials and path-style S3 addressing.
+    pub async fn load(endpoint_url: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(endpoint) = endpoint_url {
+            loader = loader
+                .endpoint_url(endpoint)
+                .region(Region::new(
+                    std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+                ))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "emulator",
+                ));
+        }
+        let shared = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(endpoint_url.is_some())
+            .build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+        }
+    }
+}

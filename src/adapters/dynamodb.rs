@@ -1,0 +1,161 @@
+//! The record store over DynamoDB: one conditional write per state change.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::domain::item::{format_time, StoredRecord};
+use crate::domain::recording::RecordingStatus;
+use crate::ports::{ArchivedRecording, PortError, PutOutcome, RecordStore};
+
+/// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
+#[derive(Clone, Debug)]
+pub struct DynamoRecordStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoRecordStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(id: i64) -> AttributeValue {
+        AttributeValue::N(id.to_string())
+    }
+
+    /// Runs a conditional update; a failed condition is `Ok(false)`, not an error.
+    async fn update(
+        &self,
+        op: &'static str,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    ) -> Result<bool, PortError> {
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(PortError::new(op, e)),
+        }
+    }
+}
+
+fn now() -> AttributeValue {
+    AttributeValue::S(format_time(OffsetDateTime::now_utc()))
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+impl RecordStore for DynamoRecordStore {
+    async fn put_new(&self, item: Map<String, Value>) -> Result<PutOutcome, PortError> {
+        let item = serde_dynamo::to_item(item).map_err(|e| PortError::new("PutItem", e))?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(SdkError::ServiceError(e)) => match e.into_err() {
+                PutItemError::ConditionalCheckFailedException(failed) => {
+                    let old = failed.item.unwrap_or_default();
+                    let stored =
+                        serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
+                    Ok(PutOutcome::Duplicate(stored))
+                }
+                other => Err(PortError::new("PutItem", other)),
+            },
+            Err(e) => Err(PortError::new("PutItem", e)),
+        }
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<StoredRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("GetItem", e))?;
+        out.item
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| PortError::new("GetItem", e)))
+            .transpose()
+    }
+
+    async fn mark_archived(
+        &self,
+        id: i64,
+        archived: &ArchivedRecording,
+    ) -> Result<bool, PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .update_expression(
+                "SET recordingStatus = :archived, recordingKey = :key, recordingBytes = :bytes, \
+                 recordingSha256 = :sha, recordingContentType = :ct, archivedAt = :now REMOVE recordingError",
+            )
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":archived", s(RecordingStatus::Archived.as_str()))
+            .expression_attribute_values(":key", s(&archived.key))
+            .expression_attribute_values(":bytes", AttributeValue::N(archived.bytes.to_string()))
+            .expression_attribute_values(":sha", s(&archived.sha256))
+            .expression_attribute_values(":ct", s(&archived.content_type))
+            .expression_attribute_values(":now", now());
+        self.update("UpdateItem(archived)", request).await
+    }
+
+    async fn mark_failed(&self, id: i64, reason: &str) -> Result<bool, PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .update_expression(
+                "SET recordingStatus = :failed, recordingError = :reason, failedAt = :now",
+            )
+            .condition_expression("attribute_exists(id) AND recordingStatus <> :archived")
+            .expression_attribute_values(":failed", s(RecordingStatus::Failed.as_str()))
+            .expression_attribute_values(":archived", s(RecordingStatus::Archived.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", now());
+        self.update("UpdateItem(failed)", request).await
+    }
+
+    async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .update_expression(
+                "SET recordingError = :reason, lastAttemptAt = :now, \
+                 recordingAttempts = if_not_exists(recordingAttempts, :zero) + :one",
+            )
+            .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
+            .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":now", now())
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()));
+        self.update("UpdateItem(attempt)", request).await.map(drop)
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per real system behind a port.
+
+pub mod aws;
+pub mod dynamodb;
+pub mod http_source;
+pub mod s3;
+pub mod sqs;

@@ -1,0 +1,36 @@
+//! The archiver Lambda: SQS batch -> `handlers::archiver`.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts};
+use pns_cdr::adapters::{
+    aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
+};
+use pns_cdr::config::Config;
+use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pns_cdr::telemetry::init();
+    let config = Config::from_env()?;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let archiver = Archiver {
+        store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
+        queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
+        objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
+        source: HttpRecordingSource::new(config.url_policy()?, HttpTimeouts::default()),
+        settings: ArchiverSettings {
+            max_bytes: config.max_recording_bytes,
+            retry_grace: config.retry_grace,
+            ..ArchiverSettings::default()
+        },
+    };
+    let archiver = &archiver;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        Ok::<_, Error>(archiver.handle_batch(event.payload, Some(deadline)).await)
+    }))
+    .await
+}

@@ -1,0 +1,134 @@
+//! Recording jobs: the queue message, the archive state machine and the S3 key rules.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Where a record's recording stands. Stored as `recordingStatus` in upper case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RecordingStatus {
+    /// The push carried no recording.
+    None,
+    /// A job is queued (or will be re-queued) to copy the recording.
+    Pending,
+    /// The recording is in S3 with a verified checksum.
+    Archived,
+    /// The recording cannot be copied; `recordingError` says why.
+    Failed,
+}
+
+impl RecordingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Pending => "PENDING",
+            Self::Archived => "ARCHIVED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "NONE" => Some(Self::None),
+            "PENDING" => Some(Self::Pending),
+            "ARCHIVED" => Some(Self::Archived),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// The SQS message body that asks the archiver to copy one recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingJob {
+    /// The call record id.
+    pub id: i64,
+    /// The recording URL exactly as pushed (untrusted: the archiver re-checks it).
+    pub url: String,
+    /// The S3 key the recording goes to.
+    pub key: String,
+}
+
+/// Prefix of every archived recording.
+pub const RECORDINGS_PREFIX: &str = "recordings/";
+/// Prefix of quarantined (invalid) push bodies.
+pub const REJECTED_PREFIX: &str = "rejected/";
+/// Prefix of push bodies that reused an id with different content.
+pub const CONFLICTS_PREFIX: &str = "conflicts/";
+
+/// The deterministic key of a record's recording: `recordings/<yyyy>/<mm>/<dd>/<id>.<ext>`,
+/// dated by the call's start (UTC) or, when NXCLOUD sent none, by when the push arrived.
+pub fn recording_key(
+    id: i64,
+    start_at: Option<i64>,
+    received_at: OffsetDateTime,
+    url: &str,
+) -> String {
+    let date = start_at
+        .filter(|t| *t > 0)
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .unwrap_or(received_at);
+    format!(
+        "{RECORDINGS_PREFIX}{:04}/{:02}/{:02}/{id}.{}",
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        extension(url)
+    )
+}
+
+/// `wav` for WAV URLs, `mp3` otherwise (NXCLOUD's documented format).
+fn extension(url: &str) -> &'static str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    if path.to_ascii_lowercase().ends_with(".wav") {
+        "wav"
+    } else {
+        "mp3"
+    }
+}
+
+/// Key of a quarantined body: its SHA-256, so sixty retries of one bad push make one object.
+pub fn rejected_key(body_sha256: &str) -> String {
+    format!("{REJECTED_PREFIX}{body_sha256}.json")
+}
+
+/// Key of a conflicting body for record `id`.
+pub fn conflict_key(id: i64, payload_sha256: &str) -> String {
+    format!("{CONFLICTS_PREFIX}{id}/{payload_sha256}.json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn key_is_dated_by_call_start_in_utc() {
+        let received = datetime!(2030-01-01 0:00 UTC);
+        let url = "https://remote.record.nxcloud.com/pns/20221219/x.mp3";
+        assert_eq!(
+            recording_key(45, Some(1671440452), received, url),
+            "recordings/2022/12/19/45.mp3"
+        );
+        assert_eq!(
+            recording_key(45, Some(0), received, url),
+            "recordings/2030/01/01/45.mp3"
+        );
+        assert_eq!(
+            recording_key(7, None, received, "https://h/a.WAV?sig=1"),
+            "recordings/2030/01/01/7.wav"
+        );
+    }
+
+    #[test]
+    fn status_round_trips() {
+        for s in [
+            RecordingStatus::None,
+            RecordingStatus::Pending,
+            RecordingStatus::Archived,
+            RecordingStatus::Failed,
+        ] {
+            assert_eq!(RecordingStatus::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The archiver: SQS batch of recording jobs in, recordings in S3 and records marked out.
+//!
+//! Every message ends in exactly one of: acknowledged (archived, or failed for good with the
+//! reason on the record) or reported failed (retried later with a growing delay, dead-lettered
+//! after the queue's `maxReceiveCount`). A crash anywhere leaves either no object under the
+//! key, or an object whose checksum metadata lets the next delivery finish without downloading.
+
+use std::time::{Duration, SystemTime};
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tracing::{error, info, warn, Instrument};
+
+use crate::adapters::s3::SHA256_METADATA;
+use crate::domain::recording::{RecordingJob, RecordingStatus};
+use crate::ports::{
+    ArchivedRecording, Download, FetchError, JobQueue, ObjectMeta, ObjectStore, PortError,
+    RecordStore, RecordingSource, UploadedPart,
+};
+
+/// S3 multipart part size: recordings up to this size go up in one `PutObject`.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Time kept back before the Lambda deadline to abort an upload and answer.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Tunables of the archiver.
+#[derive(Debug, Clone)]
+pub struct ArchiverSettings {
+    pub max_bytes: u64,
+    /// After this long since the push was received, "not ready yet" answers become final.
+    pub retry_grace: Duration,
+    /// First retry delay; doubles per delivery up to `max_backoff`.
+    pub backoff_base: Duration,
+    pub max_backoff: Duration,
+    pub part_size: usize,
+}
+
+impl Default for ArchiverSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: crate::config::DEFAULT_MAX_RECORDING_BYTES,
+            retry_grace: crate::config::DEFAULT_RETRY_GRACE,
+            backoff_base: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(15 * 60),
+            part_size: PART_SIZE,
+        }
+    }
+}
+
+/// How one message ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Archived {
+        bytes: u64,
+        sha256: String,
+    },
+    AlreadyArchived,
+    /// Marked `FAILED` on the record (or the record is gone); the message is done.
+    Failed(String),
+    /// Try again later; the reason is noted on the record.
+    Retry(String),
+}
+
+/// Why a copy did not finish.
+#[derive(Debug, thiserror::Error)]
+enum CopyError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Storage(#[from] PortError),
+    #[error("not an audio file: {0}")]
+    NotAudio(String),
+    #[error("recording is larger than the {0}-byte limit")]
+    TooLarge(u64),
+    #[error("copy did not finish before the function deadline")]
+    Deadline,
+}
+
+/// The archiver service, generic over its four ports.
+pub struct Archiver<S, Q, O, R> {
+    pub store: S,
+    pub queue: Q,
+    pub objects: O,
+    pub source: R,
+    pub settings: ArchiverSettings,
+}
+
+impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S, Q, O, R> {
+    /// Processes a batch; the response lists exactly the messages to deliver again.
+    /// `deadline` is the Lambda invocation's deadline, when there is one.
+    pub async fn handle_batch(
+        &self,
+        event: SqsEvent,
+        deadline: Option<SystemTime>,
+    ) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        // One at a time: memory stays at one part buffer, and NXCLOUD's host sees one
+        // connection per function instance.
+        for message in event.records {
+            let message_id = message.message_id.clone().unwrap_or_default();
+            let span = tracing::info_span!("recording", message_id, id = tracing::field::Empty);
+            let retry = self
+                .handle_message(&message, deadline)
+                .instrument(span)
+                .await;
+            if retry {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    /// Returns `true` when the message must be delivered again.
+    async fn handle_message(&self, message: &SqsMessage, deadline: Option<SystemTime>) -> bool {
+        let receive_count: u32 = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let job: RecordingJob = match message.body.as_deref().map(serde_json::from_str) {
+            Some(Ok(job)) => job,
+            _ => {
+                // Not ours to interpret: retry until the queue dead-letters it for a human.
+                error!(
+                    outcome = "unreadable",
+                    "recording job is not valid JSON; leaving it for the DLQ"
+                );
+                self.delay(message, self.settings.max_backoff).await;
+                return true;
+            }
+        };
+        tracing::Span::current().record("id", job.id);
+        let outcome = self.archive(&job, deadline).await;
+        match &outcome {
+            Outcome::Archived { bytes, sha256 } => info!(
+                id = job.id,
+                bytes,
+                sha256,
+                outcome = "archived",
+                "recording archived"
+            ),
+            Outcome::AlreadyArchived => {
+                info!(id = job.id, outcome = "already_archived", "nothing to do")
+            }
+            Outcome::Failed(reason) => warn!(
+                id = job.id,
+                outcome = "failed",
+                reason,
+                "recording cannot be archived"
+            ),
+            Outcome::Retry(reason) => warn!(
+                id = job.id,
+                outcome = "retry",
+                receive_count,
+                reason,
+                "recording will be retried"
+            ),
+        }
+        if let Outcome::Retry(reason) = &outcome {
+            if let Err(e) = self.store.note_attempt(job.id, reason).await {
+                warn!(id = job.id, error = %e, "could not note the failed attempt");
+            }
+            self.delay(message, self.backoff(receive_count)).await;
+            return true;
+        }
+        false
+    }
+
+    /// `base × 2^(n-1)`, capped.
+    pub fn backoff(&self, receive_count: u32) -> Duration {
+        let factor = 1u32 << receive_count.saturating_sub(1).min(16);
+        (self.settings.backoff_base * factor).min(self.settings.max_backoff)
+    }
+
+    async fn delay(&self, message: &SqsMessage, delay: Duration) {
+        if let Some(handle) = &message.receipt_handle {
+            if let Err(e) = self.queue.retry_later(handle, delay.as_secs() as u32).await {
+                // Not fatal: the message reappears after the queue's visibility timeout.
+                warn!(error = %e, "could not set the retry delay");
+            }
+        }
+    }
+
+    /// Archives one job; never returns an error, only an outcome.
+    pub async fn archive(&self, job: &RecordingJob, deadline: Option<SystemTime>) -> Outcome {
+        let stored = match self.store.get(job.id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Outcome::Failed("record not found".into()),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        match stored.status() {
+            Some(RecordingStatus::Archived) => return Outcome::AlreadyArchived,
+            Some(RecordingStatus::Pending) => {}
+            other => {
+                let status = other.map_or("missing", RecordingStatus::as_str);
+                return Outcome::Failed(format!(
+                    "record's recording status is {status}, not PENDING"
+                ));
+            }
+        }
+        // The record is the source of truth; the message only points at it.
+        let url = stored
+            .record_file
+            .clone()
+            .unwrap_or_else(|| job.url.clone());
+        let key = stored
+            .recording_key
+            .clone()
+            .unwrap_or_else(|| job.key.clone());
+        let received_at = stored.received_at_epoch.unwrap_or_default();
+
+        // A previous delivery may have stored the object and stopped before marking the record.
+        match self.objects.head(&key).await {
+            Ok(Some(info)) if info.sha256.is_some() => {
+                let archived = ArchivedRecording {
+                    key: key.clone(),
+                    bytes: info.size,
+                    sha256: info.sha256.unwrap_or_default(),
+                    content_type: content_type_for(&key).into(),
+                };
+                return self.mark_archived(job.id, archived).await;
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
+
+        let budget = deadline
+            .and_then(|d| d.duration_since(SystemTime::now()).ok())
+            .map(|left| left.saturating_sub(DEADLINE_MARGIN));
+        let copy = self.copy(job, &url, &key, stored.call_id.as_deref());
+        let result = match budget {
+            Some(budget) => tokio::time::timeout(budget, copy)
+                .await
+                .unwrap_or(Err(CopyError::Deadline)),
+            None => copy.await,
+        };
+        match result {
+            Ok(archived) => self.mark_archived(job.id, archived).await,
+            Err(e) => self.classify(e, received_at),
+        }
+    }
+
+    async fn mark_archived(&self, id: i64, archived: ArchivedRecording) -> Outcome {
+        match self.store.mark_archived(id, &archived).await {
+            Ok(true) => Outcome::Archived {
+                bytes: archived.bytes,
+                sha256: archived.sha256,
+            },
+            Ok(false) => {
+                Outcome::Failed("record was deleted while its recording was copied".into())
+            }
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    /// Retry what can succeed later; fail for good (on the record) what cannot.
+    fn classify(&self, error: CopyError, received_at_epoch: i64) -> Outcome {
+        let reason = error.to_string();
+        let retryable = match &error {
+            CopyError::Storage(_) | CopyError::Deadline => true,
+            CopyError::Fetch(
+                FetchError::Timeout | FetchError::Connect(_) | FetchError::Body(_),
+            ) => true,
+            CopyError::Fetch(FetchError::Status(code)) if not_ready_yet(*code) => {
+                let age = OffsetDateTime::now_utc().unix_timestamp() - received_at_epoch;
+                if age.max(0) as u64 > self.settings.retry_grace.as_secs() {
+                    let grace = self.settings.retry_grace.as_secs();
+                    return Outcome::Failed(format!("{reason} (still, {grace} s after the push)"));
+                }
+                true
+            }
+            _ => false,
+        };
+        if retryable {
+            Outcome::Retry(reason)
+        } else {
+            Outcome::Failed(reason)
+        }
+    }
+
+    /// Downloads and uploads, hashing as bytes pass. On any error nothing is left under `key`
+    /// and no multipart upload stays open.
+    async fn copy(
+        &self,
+        job: &RecordingJob,
+        url: &str,
+        key: &str,
+        call_id: Option<&str>,
+    ) -> Result<ArchivedRecording, CopyError> {
+        let Download {
+            content_type,
+            content_length,
+            host,
+            mut body,
+        } = self.source.open(url).await?;
+        if content_length.is_some_and(|l| l > self.settings.max_bytes) {
+            return Err(CopyError::TooLarge(self.settings.max_bytes));
+        }
+        check_content_type(content_type.as_deref())?;
+
+        let part_size = self.settings.part_size;
+        // Sized for the whole recording when it is small, one part otherwise.
+        let expected = content_length
+            .unwrap_or(part_size as u64)
+            .min(part_size as u64) as usize;
+        let mut buffer = BytesMut::with_capacity(expected.max(64 * 1024));
+        let mut hasher = Sha256::new();
+        let mut total: u64 = 0;
+        let mut sniffed = false;
+        let mut upload: Option<(String, Vec<UploadedPart>)> = None;
+        let mut object_meta = ObjectMeta {
+            content_type: String::new(),
+            metadata: Vec::new(),
+        };
+
+        let result: Result<(), CopyError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                total += chunk.len() as u64;
+                if total > self.settings.max_bytes {
+                    return Err(CopyError::TooLarge(self.settings.max_bytes));
+                }
+                hasher.update(&chunk);
+                buffer.extend_from_slice(&chunk);
+                if !sniffed && buffer.len() >= 12 {
+                    object_meta = self.object_meta(job, &buffer, call_id, &host)?;
+                    sniffed = true;
+                }
+                while buffer.len() >= part_size {
+                    let part = buffer.split_to(part_size).freeze();
+                    self.upload_part(key, &mut upload, &object_meta, part)
+                        .await?;
+                }
+            }
+            if !sniffed {
+                object_meta = self.object_meta(job, &buffer, call_id, &host)?;
+            }
+            Ok(())
+        }
+        .await;
+
+        let sha256 = hex::encode(hasher.finalize());
+        let finish = match result {
+            Err(e) => Err(e),
+            Ok(()) => {
+                object_meta
+                    .metadata
+                    .push((SHA256_METADATA.into(), sha256.clone()));
+                match &mut upload {
+                    None => self
+                        .objects
+                        .put(key, buffer.split().freeze(), &object_meta)
+                        .await
+                        .map_err(CopyError::from),
+                    Some(_) => {
+                        self.finish_multipart(
+                            key,
+                            &mut upload,
+                            &object_meta,
+                            buffer.split().freeze(),
+                        )
+                        .await
+                    }
+                }
+            }
+        };
+        if let Err(e) = finish {
+            if let Some((upload_id, _)) = upload {
+                if let Err(abort) = self.objects.abort_multipart(key, &upload_id).await {
+                    // The bucket's lifecycle rule removes it after a day; nothing is under `key`.
+                    warn!(id = job.id, error = %abort, "could not abort the multipart upload");
+                }
+            }
+            return Err(e);
+        }
+        Ok(ArchivedRecording {
+            key: key.to_owned(),
+            bytes: total,
+            sha256,
+            content_type: object_meta.content_type,
+        })
+    }
+
+    fn object_meta(
+        &self,
+        job: &RecordingJob,
+        head: &[u8],
+        call_id: Option<&str>,
+        host: &str,
+    ) -> Result<ObjectMeta, CopyError> {
+        let content_type = sniff_audio(head).map_err(CopyError::NotAudio)?;
+        let mut metadata = vec![
+            ("record-id".to_owned(), job.id.to_string()),
+            ("source-host".to_owned(), host.to_owned()),
+        ];
+        if let Some(call_id) = call_id {
+            metadata.push(("call-id".to_owned(), call_id.to_owned()));
+        }
+        Ok(ObjectMeta {
+            content_type: content_type.into(),
+            metadata,
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &mut Option<(String, Vec<UploadedPart>)>,
+        meta: &ObjectMeta,
+        part: Bytes,
+    ) -> Result<(), CopyError> {
+        if upload.is_none() {
+            // The checksum is only known at the end, so multipart objects carry it in the
+            // record; their metadata is fixed at creation.
+            *upload = Some((self.objects.start_multipart(key, meta).await?, Vec::new()));
+        }
+        let (upload_id, parts) = upload.as_mut().expect("just started");
+        let number = parts.len() as i32 + 1;
+        parts.push(
+            self.objects
+                .upload_part(key, upload_id, number, part)
+                .await?,
+        );
+        Ok(())
+    }
+
+    async fn finish_multipart(
+        &self,
+        key: &str,
+        upload: &mut Option<(String, Vec<UploadedPart>)>,
+        meta: &ObjectMeta,
+        rest: Bytes,
+    ) -> Result<(), CopyError> {
+        if !rest.is_empty() {
+            self.upload_part(key, upload, meta, rest).await?;
+        }
+        let (upload_id, parts) = upload.as_ref().expect("multipart started");
+        self.objects
+            .complete_multipart(key, upload_id, parts)
+            .await?;
+        Ok(())
+    }
+}
+
+/// 404 (not there yet), 425, 429 and 5xx are worth retrying while the grace period lasts.
+fn not_ready_yet(code: u16) -> bool {
+    matches!(code, 404 | 408 | 425 | 429) || (500..600).contains(&code)
+}
+
+/// An error page served with 200 is the failure this guards against.
+fn check_content_type(content_type: Option<&str>) -> Result<(), CopyError> {
+    let Some(ct) = content_type else {
+        return Ok(());
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let acceptable = essence.starts_with("audio/")
+        || essence == "application/octet-stream"
+        || essence == "binary/octet-stream"
+        || essence.is_empty();
+    if acceptable {
+        Ok(())
+    } else {
+        Err(CopyError::NotAudio(format!("Content-Type is {essence}")))
+    }
+}
+
+/// The content type from the first bytes: MP3 (ID3 tag or MPEG frame sync) or WAV (RIFF/WAVE).
+pub fn sniff_audio(head: &[u8]) -> Result<&'static str, String> {
+    match head {
+        [b'I', b'D', b'3', ..] => Ok("audio/mpeg"),
+        [0xFF, b1, ..] if b1 & 0xE0 == 0xE0 => Ok("audio/mpeg"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => Ok("audio/wav"),
+        [] => Err("the body is empty".into()),
+        _ => Err("the first bytes are neither MP3 nor WAV".into()),
+    }
+}
+
+fn content_type_for(key: &str) -> &'static str {
+    if key.ends_with(".wav") {
+        "audio/wav"
+    } else {
+        "audio/mpeg"
+    }
+}

@@ -1,0 +1,4 @@
+//! Lambda events in, domain logic, Lambda responses out; generic over the ports.
+
+pub mod archiver;
+pub mod webhook;

@@ -1,0 +1,317 @@
+//! The webhook: one NXCLOUD push in, one durable record (or a quarantined body) out.
+//!
+//! Order matters for "nothing lost": a 200 is only answered after the put (and, for a new
+//! record with a recording, the enqueue) succeeded; an error answer leaves state that
+//! NXCLOUD's next retry completes through the duplicate path.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::domain::auth::{presented_token, AuthError, Authenticator};
+use crate::domain::cdr::{sha256_hex, CallRecord, InvalidPush, ParsedPush};
+use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
+use crate::domain::recording::{
+    conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
+};
+use crate::domain::url_policy::UrlPolicy;
+use crate::ports::{JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore};
+
+/// Largest push body accepted; real CDRs are well under 2 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A push as the webhook sees it, whatever carried it (API Gateway or the local server).
+#[derive(Debug, Clone)]
+pub struct Push<'a> {
+    pub method: &'a str,
+    pub query_token: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub source_ip: Option<IpAddr>,
+    pub body: &'a [u8],
+}
+
+/// The answer: an HTTP status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    fn ok(id: i64, duplicate: bool) -> Self {
+        Self {
+            status: 200,
+            body: json!({"ok": true, "id": id, "duplicate": duplicate}),
+        }
+    }
+
+    fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({"ok": false, "error": error, "message": message.into()}),
+        }
+    }
+
+    fn unavailable(e: &PortError) -> Self {
+        warn!(error = %e, outcome = "unavailable", "storage failed; NXCLOUD will retry");
+        Self::error(503, "unavailable", "storage is unavailable, retry later")
+    }
+}
+
+/// The webhook service, generic over its three ports.
+pub struct Webhook<S, Q, O> {
+    pub store: S,
+    pub queue: Q,
+    pub objects: O,
+    pub auth: Authenticator,
+    pub policy: UrlPolicy,
+}
+
+impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
+    /// Handles one push. Never panics on input; every answer is JSON.
+    pub async fn handle(&self, push: Push<'_>) -> Answer {
+        if !push.method.eq_ignore_ascii_case("POST") {
+            return Answer::error(405, "method_not_allowed", "only POST is accepted");
+        }
+        let token = presented_token(push.query_token, push.authorization);
+        if let Err(e) = self.auth.check(token, push.source_ip) {
+            warn!(outcome = "unauthorized", reason = %e, "push refused");
+            return match e {
+                AuthError::BadToken => Answer::error(401, "unauthorized", e.to_string()),
+                AuthError::SourceNotAllowed => Answer::error(403, "forbidden", e.to_string()),
+            };
+        }
+        let received_at = OffsetDateTime::now_utc();
+        if push.body.len() > MAX_BODY_BYTES {
+            let why = InvalidPush {
+                field: None,
+                message: format!(
+                    "body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                    push.body.len()
+                ),
+            };
+            return self
+                .quarantine(push.body, &why, received_at, 413, "payload_too_large")
+                .await;
+        }
+        match CallRecord::parse(push.body) {
+            Ok(parsed) => self.store_push(push.body, parsed, received_at).await,
+            Err(why) => {
+                self.quarantine(push.body, &why, received_at, 400, "invalid_body")
+                    .await
+            }
+        }
+    }
+
+    async fn store_push(
+        &self,
+        body: &[u8],
+        push: ParsedPush,
+        received_at: OffsetDateTime,
+    ) -> Answer {
+        let record = &push.record;
+        let id = record.id;
+        let call_id = record.call_id.as_deref().unwrap_or_default();
+        let plan = match record.recording_url() {
+            None => RecordingPlan::None,
+            Some(url) => match self.policy.check_url(url) {
+                Ok(_) => RecordingPlan::Pending {
+                    key: recording_key(id, record.start_at, received_at, url),
+                },
+                Err(refused) => RecordingPlan::Refused {
+                    reason: refused.to_string(),
+                },
+            },
+        };
+        let item = record_item(&push, received_at, &plan);
+        match self.store.put_new(item).await {
+            Err(e) => Answer::unavailable(&e),
+            Ok(PutOutcome::Created) => {
+                if let (RecordingPlan::Pending { key }, Some(url)) = (&plan, record.recording_url())
+                {
+                    let job = RecordingJob {
+                        id,
+                        url: url.to_owned(),
+                        key: key.clone(),
+                    };
+                    if let Err(e) = self.queue.send(&job).await {
+                        // The record is stored as PENDING: the retry takes the duplicate path
+                        // and enqueues again.
+                        return Answer::unavailable(&e);
+                    }
+                }
+                info!(
+                    id,
+                    call_id,
+                    outcome = "created",
+                    recording = plan.status().as_str(),
+                    "push stored"
+                );
+                Answer::ok(id, false)
+            }
+            Ok(PutOutcome::Duplicate(stored)) => {
+                self.duplicate(body, &push, stored, received_at).await
+            }
+        }
+    }
+
+    async fn duplicate(
+        &self,
+        body: &[u8],
+        push: &ParsedPush,
+        stored: StoredRecord,
+        received_at: OffsetDateTime,
+    ) -> Answer {
+        let id = push.record.id;
+        let call_id = push.record.call_id.as_deref().unwrap_or_default();
+        let conflict = stored.payload_sha256.as_deref() != Some(push.payload_sha256.as_str());
+        if conflict {
+            let meta = ObjectMeta {
+                content_type: "application/json".into(),
+                metadata: vec![
+                    ("record-id".into(), id.to_string()),
+                    ("received-at".into(), format_time(received_at)),
+                    (
+                        "stored-payload-sha256".into(),
+                        stored.payload_sha256.clone().unwrap_or_default(),
+                    ),
+                ],
+            };
+            let key = conflict_key(id, &push.payload_sha256);
+            if let Err(e) = self
+                .objects
+                .put(&key, Bytes::copy_from_slice(body), &meta)
+                .await
+            {
+                return Answer::unavailable(&e);
+            }
+            warn!(
+                id,
+                call_id,
+                outcome = "conflict",
+                key,
+                "same id, different payload: first record kept, body saved"
+            );
+        }
+        // A record still PENDING may have lost its job (enqueue failed, or it was dropped):
+        // enqueue again from what was stored. The archiver is idempotent.
+        if stored.status() == Some(RecordingStatus::Pending) {
+            if let (Some(url), Some(key)) =
+                (stored.record_file.clone(), stored.recording_key.clone())
+            {
+                if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
+                    return Answer::unavailable(&e);
+                }
+            }
+        }
+        info!(
+            id,
+            call_id,
+            outcome = "duplicate",
+            conflict,
+            "push already stored"
+        );
+        let mut answer = Answer::ok(id, true);
+        answer.body["conflict"] = conflict.into();
+        answer
+    }
+
+    /// Keeps a body that is not a valid push, keyed by its digest, then answers `status`.
+    async fn quarantine(
+        &self,
+        body: &[u8],
+        why: &InvalidPush,
+        received_at: OffsetDateTime,
+        status: u16,
+        error: &str,
+    ) -> Answer {
+        let digest = sha256_hex(body);
+        let key = rejected_key(&digest);
+        let mut metadata = vec![
+            ("reason".into(), ascii_header(&why.message)),
+            ("received-at".into(), format_time(received_at)),
+        ];
+        if let Some(field) = &why.field {
+            metadata.push(("field".into(), ascii_header(field)));
+        }
+        let meta = ObjectMeta {
+            content_type: "application/octet-stream".into(),
+            metadata,
+        };
+        if let Err(e) = self
+            .objects
+            .put(&key, Bytes::copy_from_slice(body), &meta)
+            .await
+        {
+            return Answer::unavailable(&e);
+        }
+        warn!(outcome = "rejected", key, field = why.field.as_deref(), reason = %why.message, "invalid push quarantined");
+        let mut answer = Answer::error(status, error, why.message.clone());
+        answer.body["field"] = why.field.clone().into();
+        answer.body["quarantineKey"] = key.into();
+        answer
+    }
+
+    /// The `lambda_http` entry point: API Gateway HTTP API (payload v2) in, response out.
+    pub async fn handle_http(
+        &self,
+        request: Request,
+    ) -> Result<Response<Body>, std::convert::Infallible> {
+        let query = request.uri().query().unwrap_or_default();
+        let query_token = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned());
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let source_ip = match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                ctx.http.source_ip.as_deref().and_then(|s| s.parse().ok())
+            }
+            _ => None,
+        };
+        let answer = self
+            .handle(Push {
+                method: request.method().as_str(),
+                query_token: query_token.as_deref(),
+                authorization,
+                source_ip,
+                body: request.body().as_ref(),
+            })
+            .await;
+        Ok(to_response(&answer))
+    }
+}
+
+/// The JSON HTTP response for an answer.
+pub fn to_response(answer: &Answer) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(answer.status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if answer.status == 405 {
+        builder = builder.header(http::header::ALLOW, "POST");
+    }
+    builder
+        .body(Body::Text(answer.body.to_string()))
+        .expect("a static response is valid")
+}
+
+/// S3 metadata travels as HTTP headers: printable ASCII only, bounded.
+fn ascii_header(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(1024)
+        .collect()
+}

@@ -1,0 +1,182 @@
+//! The few things the logic needs from the outside world. Adapters implement them over AWS and
+//! HTTP; tests can implement them in memory to produce faults the emulator cannot.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde_json::{Map, Value};
+
+use crate::domain::item::StoredRecord;
+use crate::domain::recording::RecordingJob;
+use crate::domain::url_policy::UrlRefused;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An outside system did not do what was asked (after the SDK's own retries): try again later.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} failed: {source}")]
+pub struct PortError {
+    pub operation: &'static str,
+    #[source]
+    pub source: BoxError,
+}
+
+impl PortError {
+    pub fn new(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            operation,
+            source: source.into(),
+        }
+    }
+}
+
+/// What a conditional put of a new record found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// The id was already stored; this is the stored item as it was.
+    Duplicate(StoredRecord),
+}
+
+/// A recording copied to the bucket, as recorded on the call record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedRecording {
+    pub key: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// The call record table.
+pub trait RecordStore: Send + Sync {
+    /// Puts the item unless its `id` exists; a duplicate returns the stored item.
+    fn put_new(
+        &self,
+        item: Map<String, Value>,
+    ) -> impl Future<Output = Result<PutOutcome, PortError>> + Send;
+    fn get(&self, id: i64) -> impl Future<Output = Result<Option<StoredRecord>, PortError>> + Send;
+    /// Marks the recording archived. `false`: the record does not exist.
+    fn mark_archived(
+        &self,
+        id: i64,
+        archived: &ArchivedRecording,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Marks the recording failed for good, unless it is already archived. `false`: no such
+    /// record, or it is archived.
+    fn mark_failed(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    /// Records why the latest attempt failed while the job is retried (status stays PENDING).
+    fn note_attempt(
+        &self,
+        id: i64,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// The recording job queue.
+pub trait JobQueue: Send + Sync {
+    fn send(&self, job: &RecordingJob) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Makes a received message visible again after `delay_seconds` (backoff for a retry).
+    fn retry_later(
+        &self,
+        receipt_handle: &str,
+        delay_seconds: u32,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Metadata of an object already in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: i32,
+    pub etag: String,
+}
+
+/// Object metadata and content type shared by single and multipart uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub content_type: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The bucket.
+pub trait ObjectStore: Send + Sync {
+    fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        meta: &ObjectMeta,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn head(&self, key: &str)
+        -> impl Future<Output = Result<Option<ObjectInfo>, PortError>> + Send;
+    fn start_multipart(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> impl Future<Output = Result<String, PortError>> + Send;
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> impl Future<Output = Result<UploadedPart, PortError>> + Send;
+    fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    fn abort_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Why a recording could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(transparent)]
+    Refused(#[from] UrlRefused),
+    #[error("recording host answered HTTP {0}")]
+    Status(u16),
+    #[error("more than {0} redirects")]
+    TooManyRedirects(usize),
+    #[error("redirect without a valid Location")]
+    BadRedirect,
+    #[error("recording host timed out")]
+    Timeout,
+    #[error("could not connect to the recording host: {0}")]
+    Connect(String),
+    #[error("recording download broke off: {0}")]
+    Body(String),
+}
+
+/// A response body, chunk by chunk.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, FetchError>> + Send>>;
+
+/// An opened recording: headers read, body not yet.
+pub struct Download {
+    pub content_type: Option<String>,
+    pub content_length: Option<u64>,
+    /// The host that finally served the bytes (after redirects).
+    pub host: String,
+    pub body: ByteStream,
+}
+
+/// Where recordings come from (NXCLOUD's recording host, through the URL policy).
+pub trait RecordingSource: Send + Sync {
+    fn open(&self, url: &str) -> impl Future<Output = Result<Download, FetchError>> + Send;
+}
