@@ -5,7 +5,7 @@ use pns_cdr::adapters::{
     aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
 };
 use pns_cdr::config::Config;
-use pns_cdr::handlers::webhook::Webhook;
+use pns_cdr::handlers::webhook::{Webhook, WebhookSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
         auth: config.authenticator()?,
         policy: config.url_policy()?,
+        settings: WebhookSettings::default(),
     };
     let webhook = &webhook;
     run(service_fn(move |request: Request| {

@@ -161,14 +161,25 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
                 "recording will be retried"
             ),
         }
-        if let Outcome::Retry(reason) = &outcome {
-            if let Err(e) = self.store.note_attempt(job.id, reason).await {
-                warn!(id = job.id, error = %e, "could not note the failed attempt");
+        match &outcome {
+            Outcome::Retry(reason) => {
+                if let Err(e) = self.store.note_attempt(job.id, reason).await {
+                    warn!(id = job.id, error = %e, "could not note the failed attempt");
+                }
+                self.delay(message, self.backoff(receive_count)).await;
+                true
             }
-            self.delay(message, self.backoff(receive_count)).await;
-            return true;
+            Outcome::Failed(reason) => match self.store.mark_failed(job.id, reason).await {
+                Ok(_) => false,
+                Err(e) => {
+                    // The decision is not written yet: deliver again rather than lose it.
+                    warn!(id = job.id, error = %e, "could not mark the record failed");
+                    self.delay(message, self.backoff(receive_count)).await;
+                    true
+                }
+            },
+            Outcome::Archived { .. } | Outcome::AlreadyArchived => false,
         }
-        false
     }
 
     /// `base × 2^(n-1)`, capped.
@@ -268,7 +279,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             ) => true,
             CopyError::Fetch(FetchError::Status(code)) if not_ready_yet(*code) => {
                 let age = OffsetDateTime::now_utc().unix_timestamp() - received_at_epoch;
-                if age.max(0) as u64 > self.settings.retry_grace.as_secs() {
+                if age.max(0) as u64 >= self.settings.retry_grace.as_secs() {
                     let grace = self.settings.retry_grace.as_secs();
                     return Outcome::Failed(format!("{reason} (still, {grace} s after the push)"));
                 }

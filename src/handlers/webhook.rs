@@ -5,6 +5,7 @@
 //! NXCLOUD's next retry completes through the duplicate path.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
@@ -63,6 +64,23 @@ impl Answer {
     }
 }
 
+/// Tunables of the webhook.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// A duplicate of a record still `PENDING` re-enqueues its job only once the record is
+    /// this old: NXCLOUD retries a failed push after about a minute, so a lost job is
+    /// re-queued by the retry, while a burst of immediate duplicates queues nothing extra.
+    pub requeue_pending_after: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            requeue_pending_after: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The webhook service, generic over its three ports.
 pub struct Webhook<S, Q, O> {
     pub store: S,
@@ -70,6 +88,7 @@ pub struct Webhook<S, Q, O> {
     pub objects: O,
     pub auth: Authenticator,
     pub policy: UrlPolicy,
+    pub settings: WebhookSettings,
 }
 
 impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
@@ -200,7 +219,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         }
         // A record still PENDING may have lost its job (enqueue failed, or it was dropped):
         // enqueue again from what was stored. The archiver is idempotent.
-        if stored.status() == Some(RecordingStatus::Pending) {
+        let age = received_at.unix_timestamp() - stored.received_at_epoch.unwrap_or_default();
+        let settled = age >= self.settings.requeue_pending_after.as_secs() as i64;
+        if stored.status() == Some(RecordingStatus::Pending) && settled {
             if let (Some(url), Some(key)) =
                 (stored.record_file.clone(), stored.recording_key.clone())
             {

@@ -22,7 +22,7 @@ use crate::adapters::sqs::SqsJobQueue;
 use crate::domain::auth::Authenticator;
 use crate::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use crate::handlers::archiver::{Archiver, ArchiverSettings};
-use crate::handlers::webhook::Webhook;
+use crate::handlers::webhook::{Webhook, WebhookSettings};
 use emulator::{create_resources, Emulator, Queues, ResourceNames};
 use fake_nxcloud::FakeNxcloud;
 
@@ -48,6 +48,7 @@ pub struct LocalOptions {
     pub tokens: String,
     pub recording_hosts: String,
     pub archiver: ArchiverSettings,
+    pub webhook: WebhookSettings,
     /// Name resolution for recording hosts (tests map names to chosen addresses).
     pub lookup: Arc<dyn Lookup>,
     /// Drain the recording queue in the background, as the SQS event source does.
@@ -72,6 +73,7 @@ impl Default for LocalOptions {
                 max_backoff: Duration::from_secs(30),
                 ..ArchiverSettings::default()
             },
+            webhook: WebhookSettings::default(),
             lookup: Arc::new(SystemLookup),
             drain: true,
             visibility_timeout_seconds: 720,
@@ -135,6 +137,7 @@ impl LocalStack {
             objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
             auth,
             policy: policy.clone(),
+            settings: options.webhook.clone(),
         });
         let archiver = Arc::new(Archiver {
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
