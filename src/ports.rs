@@ -110,6 +110,9 @@ pub struct ObjectMeta {
     pub metadata: Vec<(String, String)>,
 }
 
+/// A part body streamed while it downloads: exactly the announced length, or an error.
+pub type PartStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync>>;
+
 /// The bucket.
 pub trait ObjectStore: Send + Sync {
     fn put(
@@ -131,6 +134,15 @@ pub trait ObjectStore: Send + Sync {
         upload_id: &str,
         number: i32,
         body: Bytes,
+    ) -> impl Future<Output = Result<UploadedPart, PortError>> + Send;
+    /// Uploads a part of exactly `length` bytes from a stream, without holding it in memory.
+    fn upload_part_stream(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        length: u64,
+        body: PartStream,
     ) -> impl Future<Output = Result<UploadedPart, PortError>> + Send;
     fn complete_multipart(
         &self,

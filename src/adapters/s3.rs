@@ -7,7 +7,50 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 
-use crate::ports::{ObjectInfo, ObjectMeta, ObjectStore, PortError, UploadedPart};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::stream::Fuse;
+use futures_util::{Stream, StreamExt};
+use http_body::{Frame, SizeHint};
+
+use crate::ports::{ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError, UploadedPart};
+
+/// A streamed part body that announces its exact length, as S3 (and the SDK's checksum
+/// layer) need for a body that is not in memory.
+struct ExactLengthBody {
+    // Fused: the SDK may poll again after the end, which a bare stream need not allow.
+    stream: Fuse<PartStream>,
+    remaining: u64,
+}
+
+impl http_body::Body for ExactLengthBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match Pin::new(&mut self.stream).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
 
 /// Object metadata key holding the hex SHA-256 of a recording.
 pub const SHA256_METADATA: &str = "sha256";
@@ -100,6 +143,36 @@ impl ObjectStore for S3ObjectStore {
             .upload_id(upload_id)
             .part_number(number)
             .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| PortError::new("UploadPart", e))?;
+        let etag = out
+            .e_tag
+            .ok_or_else(|| PortError::new("UploadPart", "no ETag in the answer"))?;
+        Ok(UploadedPart { number, etag })
+    }
+
+    async fn upload_part_stream(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        length: u64,
+        body: PartStream,
+    ) -> Result<UploadedPart, PortError> {
+        let body = ByteStream::from_body_1_x(ExactLengthBody {
+            stream: body.fuse(),
+            remaining: length,
+        });
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(length as i64)
+            .body(body)
             .send()
             .await
             .map_err(|e| PortError::new("UploadPart", e))?;

@@ -17,8 +17,8 @@ use tracing::{error, info, warn, Instrument};
 use crate::adapters::s3::SHA256_METADATA;
 use crate::domain::recording::{RecordingJob, RecordingStatus};
 use crate::ports::{
-    ArchivedRecording, Download, FetchError, JobQueue, ObjectMeta, ObjectStore, PortError,
-    RecordStore, RecordingSource, UploadedPart,
+    ArchivedRecording, ByteStream, Download, FetchError, JobQueue, ObjectMeta, ObjectStore,
+    PortError, RecordStore, RecordingSource, UploadedPart,
 };
 
 /// S3 multipart part size: recordings up to this size go up in one `PutObject`.
@@ -309,92 +309,156 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             host,
             mut body,
         } = self.source.open(url).await?;
-        if content_length.is_some_and(|l| l > self.settings.max_bytes) {
-            return Err(CopyError::TooLarge(self.settings.max_bytes));
+        let max = self.settings.max_bytes;
+        if content_length.is_some_and(|l| l > max) {
+            return Err(CopyError::TooLarge(max));
         }
         check_content_type(content_type.as_deref())?;
 
-        let part_size = self.settings.part_size;
-        // Sized for the whole recording when it is small, one part otherwise.
-        let expected = content_length
-            .unwrap_or(part_size as u64)
-            .min(part_size as u64) as usize;
-        let mut buffer = BytesMut::with_capacity(expected.max(64 * 1024));
-        let mut hasher = Sha256::new();
-        let mut total: u64 = 0;
-        let mut sniffed = false;
-        let mut upload: Option<(String, Vec<UploadedPart>)> = None;
-        let mut object_meta = ObjectMeta {
-            content_type: String::new(),
-            metadata: Vec::new(),
+        // Read just enough to recognise the format before anything is written.
+        let mut head = BytesMut::new();
+        while head.len() < 12 {
+            match body.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk?),
+                None => break,
+            }
+        }
+        let mut meta = self.object_meta(job, &head, call_id, &host)?;
+        let mut copy = Copy {
+            body,
+            carry: head.freeze(),
+            hasher: Sha256::new(),
+            total: 0,
+            max,
         };
+        let part_size = self.settings.part_size as u64;
+        match content_length {
+            // Known and larger than a part: each part streams straight through, so memory
+            // does not depend on the recording's size.
+            Some(length) if length > part_size => {
+                self.copy_streamed(&mut copy, key, length, &meta).await?
+            }
+            // Unknown length (chunked) or one part: buffer at most one part at a time.
+            _ => self.copy_buffered(&mut copy, key, &mut meta).await?,
+        }
+        Ok(ArchivedRecording {
+            key: key.to_owned(),
+            bytes: copy.total,
+            sha256: hex::encode(copy.hasher.finalize()),
+            content_type: meta.content_type,
+        })
+    }
 
-        let result: Result<(), CopyError> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk?;
-                total += chunk.len() as u64;
-                if total > self.settings.max_bytes {
-                    return Err(CopyError::TooLarge(self.settings.max_bytes));
-                }
-                hasher.update(&chunk);
+    async fn copy_streamed(
+        &self,
+        copy: &mut Copy,
+        key: &str,
+        length: u64,
+        meta: &ObjectMeta,
+    ) -> Result<(), CopyError> {
+        let upload_id = self.objects.start_multipart(key, meta).await?;
+        let result = async {
+            let part_size = self.settings.part_size as u64;
+            let mut parts = Vec::new();
+            while copy.total < length {
+                let part_length = part_size.min(length - copy.total);
+                let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+                let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                let number = parts.len() as i32 + 1;
+                let upload = self.objects.upload_part_stream(
+                    key,
+                    &upload_id,
+                    number,
+                    part_length,
+                    Box::pin(stream),
+                );
+                let (uploaded, pumped) = tokio::join!(upload, copy.pump(part_length, tx));
+                pumped?;
+                parts.push(uploaded?);
+            }
+            if copy.next_raw().await?.is_some_and(|c| !c.is_empty()) {
+                return Err(CopyError::Fetch(FetchError::Body(
+                    "body is longer than its Content-Length".into(),
+                )));
+            }
+            self.objects
+                .complete_multipart(key, &upload_id, &parts)
+                .await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            self.abort(key, &upload_id).await;
+        }
+        result
+    }
+
+    async fn copy_buffered(
+        &self,
+        copy: &mut Copy,
+        key: &str,
+        meta: &mut ObjectMeta,
+    ) -> Result<(), CopyError> {
+        let part_size = self.settings.part_size;
+        let mut buffer = BytesMut::new();
+        let mut upload: Option<(String, Vec<UploadedPart>)> = None;
+        let result = async {
+            while let Some(chunk) = copy.next_chunk().await? {
                 buffer.extend_from_slice(&chunk);
-                if !sniffed && buffer.len() >= 12 {
-                    object_meta = self.object_meta(job, &buffer, call_id, &host)?;
-                    sniffed = true;
-                }
                 while buffer.len() >= part_size {
                     let part = buffer.split_to(part_size).freeze();
-                    self.upload_part(key, &mut upload, &object_meta, part)
-                        .await?;
+                    if upload.is_none() {
+                        upload = Some((self.objects.start_multipart(key, meta).await?, Vec::new()));
+                    }
+                    let (upload_id, parts) = upload.as_mut().expect("started above");
+                    let number = parts.len() as i32 + 1;
+                    parts.push(
+                        self.objects
+                            .upload_part(key, upload_id, number, part)
+                            .await?,
+                    );
                 }
             }
-            if !sniffed {
-                object_meta = self.object_meta(job, &buffer, call_id, &host)?;
+            match &mut upload {
+                // One part: a single PutObject, which can carry the checksum in its metadata
+                // (a crashed delivery's object is then adopted without downloading again).
+                None => {
+                    meta.metadata.push((
+                        SHA256_METADATA.into(),
+                        hex::encode(copy.hasher.clone().finalize()),
+                    ));
+                    self.objects.put(key, buffer.split().freeze(), meta).await?;
+                }
+                Some((upload_id, parts)) => {
+                    if !buffer.is_empty() {
+                        let number = parts.len() as i32 + 1;
+                        parts.push(
+                            self.objects
+                                .upload_part(key, upload_id, number, buffer.split().freeze())
+                                .await?,
+                        );
+                    }
+                    self.objects
+                        .complete_multipart(key, upload_id, parts)
+                        .await?;
+                }
             }
             Ok(())
         }
         .await;
-
-        let sha256 = hex::encode(hasher.finalize());
-        let finish = match result {
-            Err(e) => Err(e),
-            Ok(()) => {
-                object_meta
-                    .metadata
-                    .push((SHA256_METADATA.into(), sha256.clone()));
-                match &mut upload {
-                    None => self
-                        .objects
-                        .put(key, buffer.split().freeze(), &object_meta)
-                        .await
-                        .map_err(CopyError::from),
-                    Some(_) => {
-                        self.finish_multipart(
-                            key,
-                            &mut upload,
-                            &object_meta,
-                            buffer.split().freeze(),
-                        )
-                        .await
-                    }
-                }
-            }
-        };
-        if let Err(e) = finish {
-            if let Some((upload_id, _)) = upload {
-                if let Err(abort) = self.objects.abort_multipart(key, &upload_id).await {
-                    // The bucket's lifecycle rule removes it after a day; nothing is under `key`.
-                    warn!(id = job.id, error = %abort, "could not abort the multipart upload");
-                }
-            }
-            return Err(e);
+        if let (Err(_), Some((upload_id, _))) = (&result, &upload) {
+            self.abort(key, upload_id).await;
         }
-        Ok(ArchivedRecording {
-            key: key.to_owned(),
-            bytes: total,
-            sha256,
-            content_type: object_meta.content_type,
-        })
+        result
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) {
+        if let Err(e) = self.objects.abort_multipart(key, upload_id).await {
+            // The bucket's lifecycle rule removes it after a day; nothing is under `key`.
+            warn!(error = %e, "could not abort the multipart upload");
+        }
     }
 
     fn object_meta(
@@ -417,43 +481,82 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             metadata,
         })
     }
+}
 
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &mut Option<(String, Vec<UploadedPart>)>,
-        meta: &ObjectMeta,
-        part: Bytes,
-    ) -> Result<(), CopyError> {
-        if upload.is_none() {
-            // The checksum is only known at the end, so multipart objects carry it in the
-            // record; their metadata is fixed at creation.
-            *upload = Some((self.objects.start_multipart(key, meta).await?, Vec::new()));
+/// The download side of one copy: hashes and counts every byte handed on.
+struct Copy {
+    body: ByteStream,
+    /// Bytes read but not yet handed on.
+    carry: Bytes,
+    hasher: Sha256,
+    total: u64,
+    max: u64,
+}
+
+impl Copy {
+    /// The next bytes read (first any carried over), `None` at the end of the body.
+    async fn next_raw(&mut self) -> Result<Option<Bytes>, CopyError> {
+        if !self.carry.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.carry)));
         }
-        let (upload_id, parts) = upload.as_mut().expect("just started");
-        let number = parts.len() as i32 + 1;
-        parts.push(
-            self.objects
-                .upload_part(key, upload_id, number, part)
-                .await?,
-        );
+        match self.body.next().await {
+            Some(chunk) => Ok(Some(chunk?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Counts and hashes bytes as they are handed to the bucket.
+    fn account(&mut self, bytes: &[u8]) -> Result<(), CopyError> {
+        self.total += bytes.len() as u64;
+        if self.total > self.max {
+            return Err(CopyError::TooLarge(self.max));
+        }
+        self.hasher.update(bytes);
         Ok(())
     }
 
-    async fn finish_multipart(
-        &self,
-        key: &str,
-        upload: &mut Option<(String, Vec<UploadedPart>)>,
-        meta: &ObjectMeta,
-        rest: Bytes,
-    ) -> Result<(), CopyError> {
-        if !rest.is_empty() {
-            self.upload_part(key, upload, meta, rest).await?;
+    /// The next bytes to hand on, accounted; `None` at the end of the body.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, CopyError> {
+        let chunk = self.next_raw().await?;
+        if let Some(chunk) = &chunk {
+            self.account(chunk)?;
         }
-        let (upload_id, parts) = upload.as_ref().expect("multipart started");
-        self.objects
-            .complete_multipart(key, upload_id, parts)
-            .await?;
+        Ok(chunk)
+    }
+
+    /// Feeds exactly `length` bytes into a part upload.
+    async fn pump(
+        &mut self,
+        length: u64,
+        tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    ) -> Result<(), CopyError> {
+        let mut remaining = length;
+        while remaining > 0 {
+            let next = match self.next_raw().await {
+                Ok(Some(chunk)) => Ok(chunk),
+                Ok(None) => Err(CopyError::Fetch(FetchError::Body(
+                    "body ended before its Content-Length".into(),
+                ))),
+                Err(e) => Err(e),
+            };
+            let chunk = match next {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return Err(e);
+                }
+            };
+            let take = remaining.min(chunk.len() as u64) as usize;
+            // What lies past this part belongs to the next one.
+            self.carry = chunk.slice(take..);
+            let part = chunk.slice(..take);
+            self.account(&part)?;
+            remaining -= take as u64;
+            if tx.send(Ok(part)).await.is_err() {
+                // The upload stopped (its error comes back through `join!`).
+                break;
+            }
+        }
         Ok(())
     }
 }
