@@ -38,6 +38,8 @@ pub struct Config {
     pub url_profile: UrlProfile,
     pub max_recording_bytes: u64,
     pub retry_grace: Duration,
+    /// A duplicate push re-queues a still-PENDING record's job once the record is this old.
+    pub requeue_pending_after: Duration,
     /// Another AWS endpoint (the emulator); `None` on Lambda.
     pub endpoint_url: Option<String>,
 }
@@ -101,6 +103,10 @@ impl Config {
             retry_grace: Duration::from_secs(number(
                 "PNS_RETRY_GRACE_SECONDS",
                 DEFAULT_RETRY_GRACE.as_secs(),
+            )?),
+            requeue_pending_after: Duration::from_secs(number(
+                "PNS_REQUEUE_PENDING_AFTER_SECONDS",
+                30,
             )?),
             endpoint_url: get("AWS_ENDPOINT_URL"),
         };

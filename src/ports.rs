@@ -63,8 +63,7 @@ pub trait RecordStore: Send + Sync {
         id: i64,
         archived: &ArchivedRecording,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
-    /// Marks the recording failed for good, unless it is already archived. `false`: no such
-    /// record, or it is archived.
+    /// Marks a PENDING recording failed for good. `false`: no such record, or not PENDING.
     fn mark_failed(
         &self,
         id: i64,

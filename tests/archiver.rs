@@ -491,6 +491,48 @@ async fn an_object_stored_before_a_crash_is_adopted_without_downloading() {
 }
 
 #[tokio::test]
+async fn a_copy_cut_short_by_the_function_deadline_is_aborted_and_retried() {
+    let stack = stack().await;
+    let url = stack.recordings.url("slow", 20 * MIB, "delay_ms=50");
+    let job = pending(&stack, 960, &url).await;
+    // The archiver keeps 10 s back before the deadline: this leaves it about 1.5 s to copy.
+    let deadline = std::time::SystemTime::now() + Duration::from_millis(11_500);
+    let started = std::time::Instant::now();
+    let outcome = stack.archiver.archive(&job, Some(deadline)).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry(r) if r.contains("deadline")),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(keys(&stack, "recordings/").await.is_empty());
+    assert_eq!(
+        open_uploads(&stack).await,
+        0,
+        "the multipart upload was aborted"
+    );
+}
+
+#[tokio::test]
+async fn a_job_for_a_record_not_waiting_for_a_recording_changes_nothing() {
+    let stack = stack().await;
+    // The webhook refused this URL and recorded why; a stray job must not overwrite that.
+    push(&stack, 970, "https://169.254.169.254/latest/meta-data/").await;
+    let before = item(&stack, 970).await.unwrap();
+    assert_eq!(before["recordingStatus"], "FAILED");
+    let mut event = SqsEvent::default();
+    let mut message = SqsMessage::default();
+    message.message_id = Some("stray".into());
+    message.body = Some(r#"{"id":970,"url":"https://remote.record.nxcloud.com/a.mp3","key":"recordings/a/970.mp3"}"#.into());
+    event.records.push(message.clone());
+    message.body = Some(r#"{"id":971,"url":"https://remote.record.nxcloud.com/a.mp3","key":"recordings/a/971.mp3"}"#.into());
+    event.records.push(message);
+    let response = stack.archiver.handle_batch(event, None).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(item(&stack, 970).await.unwrap(), before);
+    assert!(item(&stack, 971).await.is_none());
+}
+
+#[tokio::test]
 async fn exhausted_retries_land_in_the_dead_letter_queue_with_the_reason_on_the_record() {
     let stack = stack().await;
     push(

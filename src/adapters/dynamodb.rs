@@ -132,9 +132,9 @@ impl RecordStore for DynamoRecordStore {
             .update_expression(
                 "SET recordingStatus = :failed, recordingError = :reason, failedAt = :now",
             )
-            .condition_expression("attribute_exists(id) AND recordingStatus <> :archived")
+            .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
             .expression_attribute_values(":failed", s(RecordingStatus::Failed.as_str()))
-            .expression_attribute_values(":archived", s(RecordingStatus::Archived.as_str()))
+            .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":now", now());
         self.update("UpdateItem(failed)", request).await

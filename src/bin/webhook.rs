@@ -18,7 +18,9 @@ async fn main() -> Result<(), Error> {
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
         auth: config.authenticator()?,
         policy: config.url_policy()?,
-        settings: WebhookSettings::default(),
+        settings: WebhookSettings {
+            requeue_pending_after: config.requeue_pending_after,
+        },
     };
     let webhook = &webhook;
     run(service_fn(move |request: Request| {

@@ -58,8 +58,10 @@ pub enum Outcome {
         sha256: String,
     },
     AlreadyArchived,
-    /// Marked `FAILED` on the record (or the record is gone); the message is done.
+    /// To be marked `FAILED` on the record; the message is done.
     Failed(String),
+    /// Nothing to do or to write: the record is gone, or not waiting for a recording.
+    Skipped(String),
     /// Try again later; the reason is noted on the record.
     Retry(String),
 }
@@ -147,6 +149,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             Outcome::AlreadyArchived => {
                 info!(id = job.id, outcome = "already_archived", "nothing to do")
             }
+            Outcome::Skipped(reason) => {
+                info!(id = job.id, outcome = "skipped", reason, "nothing to do")
+            }
             Outcome::Failed(reason) => warn!(
                 id = job.id,
                 outcome = "failed",
@@ -178,7 +183,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
                     true
                 }
             },
-            Outcome::Archived { .. } | Outcome::AlreadyArchived => false,
+            Outcome::Archived { .. } | Outcome::AlreadyArchived | Outcome::Skipped(_) => false,
         }
     }
 
@@ -201,7 +206,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
     pub async fn archive(&self, job: &RecordingJob, deadline: Option<SystemTime>) -> Outcome {
         let stored = match self.store.get(job.id).await {
             Ok(Some(stored)) => stored,
-            Ok(None) => return Outcome::Failed("record not found".into()),
+            Ok(None) => return Outcome::Skipped("record not found".into()),
             Err(e) => return Outcome::Retry(e.to_string()),
         };
         match stored.status() {
@@ -209,9 +214,8 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             Some(RecordingStatus::Pending) => {}
             other => {
                 let status = other.map_or("missing", RecordingStatus::as_str);
-                return Outcome::Failed(format!(
-                    "record's recording status is {status}, not PENDING"
-                ));
+                // Decided earlier (or never needed): the record already says why.
+                return Outcome::Skipped(format!("recording status is {status}, not PENDING"));
             }
         }
         // The record is the source of truth; the message only points at it.
@@ -240,17 +244,15 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             Err(e) => return Outcome::Retry(e.to_string()),
         }
 
-        let budget = deadline
-            .and_then(|d| d.duration_since(SystemTime::now()).ok())
-            .map(|left| left.saturating_sub(DEADLINE_MARGIN));
-        let copy = self.copy(job, &url, &key, stored.call_id.as_deref());
-        let result = match budget {
-            Some(budget) => tokio::time::timeout(budget, copy)
-                .await
-                .unwrap_or(Err(CopyError::Deadline)),
-            None => copy.await,
-        };
-        match result {
+        // Stop reading early enough to abort the upload and answer before Lambda's deadline.
+        let stop_at = deadline.map(|d| {
+            let left = d.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+        });
+        match self
+            .copy(job, &url, &key, stored.call_id.as_deref(), stop_at)
+            .await
+        {
             Ok(archived) => self.mark_archived(job.id, archived).await,
             Err(e) => self.classify(e, received_at),
         }
@@ -302,13 +304,21 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         url: &str,
         key: &str,
         call_id: Option<&str>,
+        stop_at: Option<tokio::time::Instant>,
     ) -> Result<ArchivedRecording, CopyError> {
+        let open = self.source.open(url);
+        let download = match stop_at {
+            Some(at) => tokio::time::timeout_at(at, open)
+                .await
+                .map_err(|_| CopyError::Deadline)?,
+            None => open.await,
+        };
         let Download {
             content_type,
             content_length,
             host,
-            mut body,
-        } = self.source.open(url).await?;
+            body,
+        } = download?;
         let max = self.settings.max_bytes;
         if content_length.is_some_and(|l| l > max) {
             return Err(CopyError::TooLarge(max));
@@ -317,20 +327,22 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
 
         // Read just enough to recognise the format before anything is written.
         let mut head = BytesMut::new();
-        while head.len() < 12 {
-            match body.next().await {
-                Some(chunk) => head.extend_from_slice(&chunk?),
-                None => break,
-            }
-        }
-        let mut meta = self.object_meta(job, &head, call_id, &host)?;
         let mut copy = Copy {
             body,
-            carry: head.freeze(),
+            carry: Bytes::new(),
+            stop_at,
             hasher: Sha256::new(),
             total: 0,
             max,
         };
+        while head.len() < 12 {
+            match copy.next_raw().await? {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        let mut meta = self.object_meta(job, &head, call_id, &host)?;
+        copy.carry = head.freeze();
         let part_size = self.settings.part_size as u64;
         match content_length {
             // Known and larger than a part: each part streams straight through, so memory
@@ -488,6 +500,8 @@ struct Copy {
     body: ByteStream,
     /// Bytes read but not yet handed on.
     carry: Bytes,
+    /// When reading must stop so the upload can still be aborted in time.
+    stop_at: Option<tokio::time::Instant>,
     hasher: Sha256,
     total: u64,
     max: u64,
@@ -499,7 +513,13 @@ impl Copy {
         if !self.carry.is_empty() {
             return Ok(Some(std::mem::take(&mut self.carry)));
         }
-        match self.body.next().await {
+        let next = match self.stop_at {
+            Some(at) => tokio::time::timeout_at(at, self.body.next())
+                .await
+                .map_err(|_| CopyError::Deadline)?,
+            None => self.body.next().await,
+        };
+        match next {
             Some(chunk) => Ok(Some(chunk?)),
             None => Ok(None),
         }

@@ -9,7 +9,8 @@
 //! - `cut=M`: the connection breaks after M bytes of the body;
 //! - `html=1`: a 200 HTML error page instead of audio;
 //! - `status=C`: always answer status C;
-//! - `redirect=URL`: answer 302 to URL.
+//! - `redirect=URL`: answer 302 to URL;
+//! - `delay_ms=D`: wait D ms before each 64 KiB chunk (a slow host).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper::{Request, Response};
@@ -259,10 +260,17 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
         .get("ctype")
         .cloned()
         .unwrap_or_else(|| "audio/mpeg".into());
+    let delay = std::time::Duration::from_millis(number("delay_ms").unwrap_or(0));
+    let frames = stream::iter(frames).then(move |frame| async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        frame
+    });
     Response::builder()
         .status(200)
         .header("content-type", content_type)
         .header("content-length", recording.len())
-        .body(BodyExt::boxed(StreamBody::new(stream::iter(frames))))
+        .body(BodyExt::boxed(StreamBody::new(frames)))
         .expect("valid response")
 }

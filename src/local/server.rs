@@ -17,7 +17,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
-use crate::handlers::webhook::{Webhook, MAX_BODY_BYTES};
+use crate::handlers::webhook::Webhook;
 use crate::ports::{JobQueue, ObjectStore, RecordStore};
 
 /// The webhook route, as in `template.yaml`.
@@ -66,8 +66,9 @@ where
     let body = match Limited::new(body, GATEWAY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
+            // API Gateway itself refuses such bodies before the function runs.
             let message = format!(
-                r#"{{"ok":false,"error":"payload_too_large","message":"body over {MAX_BODY_BYTES} bytes"}}"#
+                r#"{{"ok":false,"error":"payload_too_large","message":"body over the gateway's {GATEWAY_LIMIT} bytes"}}"#
             );
             return json(413, message);
         }
