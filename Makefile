@@ -42,12 +42,9 @@ template-lint: $(STAMP) ## Lint template.yaml with cfn-lint
 
 lint: fmt-check clippy template-lint ## fmt, clippy and the template lint
 
-bench-archiver: $(STAMP) ## Peak RSS of one archiver copy per size (whole process, release build)
+bench-archiver: $(STAMP) ## Peak RSS and time of one archiver copy per size (whole process, release build)
 	$(CARGO) build --release --quiet --bin pns-local
-	@for size in 1024 8388609 104857600 524288000; do \
-	  /usr/bin/time -v target/release/pns-local archive-one $$size 2>&1 \
-	    | grep -E 'archived|Maximum resident|Elapsed' ; \
-	done
+	scripts/bench-archiver.sh
 
 clean: ## Remove build output and the virtualenv
 	$(CARGO) clean

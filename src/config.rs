@@ -33,6 +33,16 @@ pub struct Config {
     pub bucket_name: String,
     /// `current[,previous]`; only the webhook needs it.
     pub webhook_tokens: Option<String>,
+    /// Secrets Manager secret holding `current[,previous]` (deployments use this, not the above).
+    pub webhook_tokens_secret_arn: Option<String>,
+    /// Days a record is kept before DynamoDB's TTL removes it; 0 keeps it for ever.
+    pub retention_days: u64,
+    /// The reconciler re-queues records PENDING for longer than this.
+    pub reconcile_after: Duration,
+    /// At most this many records re-queued per reconciler run.
+    pub reconcile_max_per_run: u64,
+    /// Records PENDING for longer than this are reported as overdue (an alarm).
+    pub pending_alarm_after: Duration,
     pub source_cidrs: String,
     pub recording_hosts: String,
     pub url_profile: UrlProfile,
@@ -95,6 +105,11 @@ impl Config {
             queue_url: required("PNS_QUEUE_URL")?,
             bucket_name: required("PNS_BUCKET_NAME")?,
             webhook_tokens: get("PNS_WEBHOOK_TOKENS"),
+            webhook_tokens_secret_arn: get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
+            retention_days: number("PNS_RETENTION_DAYS", 0)?,
+            reconcile_after: Duration::from_secs(number("PNS_RECONCILE_AFTER_SECONDS", 900)?),
+            reconcile_max_per_run: number("PNS_RECONCILE_MAX_PER_RUN", 500)?,
+            pending_alarm_after: Duration::from_secs(number("PNS_PENDING_ALARM_SECONDS", 3600)?),
             source_cidrs: get("PNS_SOURCE_CIDRS").unwrap_or_default(),
             recording_hosts: get("PNS_RECORDING_HOSTS")
                 .unwrap_or_else(|| DEFAULT_RECORDING_HOSTS.into()),
@@ -120,6 +135,11 @@ impl Config {
             .webhook_tokens
             .as_deref()
             .ok_or(ConfigError::Missing("PNS_WEBHOOK_TOKENS"))?;
+        self.authenticator_for(tokens)
+    }
+
+    /// An authenticator for `tokens` (read from the secret) with the configured CIDR list.
+    pub fn authenticator_for(&self, tokens: &str) -> Result<Authenticator, ConfigError> {
         Ok(Authenticator::new(tokens, &self.source_cidrs)?)
     }
 

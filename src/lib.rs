@@ -9,5 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod local;
+pub mod metrics;
+pub mod ops;
 pub mod ports;
 pub mod telemetry;

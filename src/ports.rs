@@ -77,6 +77,26 @@ pub trait RecordStore: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// A record whose recording is still waiting, as the sparse pending index holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecording {
+    pub id: i64,
+    pub url: String,
+    pub key: String,
+    pub received_at_epoch: i64,
+}
+
+/// The work list of the reconciler.
+pub trait PendingRecords: Send + Sync {
+    /// Records still PENDING that were received at or before `received_before` (Unix
+    /// seconds), oldest first, at most `limit`.
+    fn pending_before(
+        &self,
+        received_before: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<PendingRecording>, PortError>> + Send;
+}
+
 /// The recording job queue.
 pub trait JobQueue: Send + Sync {
     fn send(&self, job: &RecordingJob) -> impl Future<Output = Result<(), PortError>> + Send;

@@ -122,10 +122,11 @@ async fn a_failed_enqueue_is_completed_by_the_retry() {
             format!("{}-missing", stack.queues.queue_url),
         ),
         objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
-        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap(),
+        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
         policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Local).unwrap(),
         settings: WebhookSettings {
             requeue_pending_after: Duration::from_secs(1),
+            ..WebhookSettings::default()
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,10 +148,11 @@ async fn a_failed_enqueue_is_completed_by_the_retry() {
         store: DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table),
         queue: SqsJobQueue::new(stack.clients.sqs.clone(), &stack.queues.queue_url),
         objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
-        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap(),
+        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
         policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Local).unwrap(),
         settings: WebhookSettings {
             requeue_pending_after: Duration::from_secs(1),
+            ..WebhookSettings::default()
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

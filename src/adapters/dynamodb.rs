@@ -9,8 +9,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::domain::item::{format_time, StoredRecord};
+use crate::domain::item::{PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
-use crate::ports::{ArchivedRecording, PortError, PutOutcome, RecordStore};
+use crate::ports::{
+    ArchivedRecording, PendingRecording, PendingRecords, PortError, PutOutcome, RecordStore,
+};
 
 /// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
 #[derive(Clone, Debug)]
@@ -111,7 +114,7 @@ impl RecordStore for DynamoRecordStore {
             .key("id", Self::key(id))
             .update_expression(
                 "SET recordingStatus = :archived, recordingKey = :key, recordingBytes = :bytes, \
-                 recordingSha256 = :sha, recordingContentType = :ct, archivedAt = :now REMOVE recordingError",
+                 recordingSha256 = :sha, recordingContentType = :ct, archivedAt = :now REMOVE recordingError, pending",
             )
             .condition_expression("attribute_exists(id)")
             .expression_attribute_values(":archived", s(RecordingStatus::Archived.as_str()))
@@ -130,7 +133,7 @@ impl RecordStore for DynamoRecordStore {
             .table_name(&self.table)
             .key("id", Self::key(id))
             .update_expression(
-                "SET recordingStatus = :failed, recordingError = :reason, failedAt = :now",
+                "SET recordingStatus = :failed, recordingError = :reason, failedAt = :now REMOVE pending",
             )
             .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
             .expression_attribute_values(":failed", s(RecordingStatus::Failed.as_str()))
@@ -157,5 +160,55 @@ impl RecordStore for DynamoRecordStore {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
         self.update("UpdateItem(attempt)", request).await.map(drop)
+    }
+}
+
+impl PendingRecords for DynamoRecordStore {
+    async fn pending_before(
+        &self,
+        received_before: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingRecording>, PortError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("#pending = :pending AND receivedAtEpoch <= :before")
+                .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+                .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
+                .expression_attribute_values(
+                    ":before",
+                    AttributeValue::N(received_before.to_string()),
+                )
+                .scan_index_forward(true)
+                .limit((limit - found.len()).min(1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
+            for item in page.items.unwrap_or_default() {
+                let record: StoredRecord = serde_dynamo::from_item(item)
+                    .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
+                // The index projects the URL and key; a record without them has nothing to fetch.
+                if let (Some(url), Some(key)) = (record.record_file, record.recording_key) {
+                    found.push(PendingRecording {
+                        id: record.id,
+                        url,
+                        key,
+                        received_at_epoch: record.received_at_epoch.unwrap_or_default(),
+                    });
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        found.truncate(limit);
+        Ok(found)
     }
 }

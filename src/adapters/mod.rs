@@ -4,4 +4,5 @@ pub mod aws;
 pub mod dynamodb;
 pub mod http_source;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;

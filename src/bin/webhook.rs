@@ -1,6 +1,7 @@
 //! The webhook Lambda: API Gateway HTTP API -> `handlers::webhook`.
 
 use lambda_http::{run, service_fn, Error, Request};
+use pns_cdr::adapters::secrets::SecretTokens;
 use pns_cdr::adapters::{
     aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
 };
@@ -12,19 +13,29 @@ async fn main() -> Result<(), Error> {
     pns_cdr::telemetry::init();
     let config = Config::from_env()?;
     let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    // Deployed: tokens from Secrets Manager, refreshed while warm. Locally: from the environment.
+    let secret = config
+        .webhook_tokens_secret_arn
+        .clone()
+        .map(|arn| SecretTokens::new(clients.secrets.clone(), arn));
+    let auth = match (&config.webhook_tokens, &secret) {
+        (Some(_), _) | (None, None) => config.authenticator()?,
+        (None, Some(secret)) => config.authenticator_for(&secret.fetch().await?)?,
+    };
     let webhook = Webhook {
         store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
-        auth: config.authenticator()?,
+        auth: auth.into(),
         policy: config.url_policy()?,
-        settings: WebhookSettings {
-            requeue_pending_after: config.requeue_pending_after,
-        },
+        settings: WebhookSettings::from_config(&config),
     };
-    let webhook = &webhook;
-    run(service_fn(move |request: Request| {
-        webhook.handle_http(request)
+    let (webhook, secret, config) = (&webhook, &secret, &config);
+    run(service_fn(move |request: Request| async move {
+        if let Some(secret) = secret {
+            secret.refresh_if_stale(&webhook.auth, config).await;
+        }
+        webhook.handle_http(request).await
     }))
     .await
 }

@@ -108,6 +108,29 @@ impl Authenticator {
     }
 }
 
+/// An authenticator that can be replaced while requests are served (token rotation).
+#[derive(Debug, Clone)]
+pub struct SharedAuthenticator(std::sync::Arc<std::sync::RwLock<Authenticator>>);
+
+impl From<Authenticator> for SharedAuthenticator {
+    fn from(auth: Authenticator) -> Self {
+        Self(std::sync::Arc::new(std::sync::RwLock::new(auth)))
+    }
+}
+
+impl SharedAuthenticator {
+    pub fn check(&self, presented: Option<&str>, source: Option<IpAddr>) -> Result<(), AuthError> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .check(presented, source)
+    }
+
+    pub fn replace(&self, auth: Authenticator) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = auth;
+    }
+}
+
 /// The token a request presents: `?token=` wins over `Authorization: Bearer`.
 pub fn presented_token<'a>(
     query_token: Option<&'a str>,

@@ -12,6 +12,16 @@ use time::OffsetDateTime;
 use super::cdr::ParsedPush;
 use super::recording::RecordingStatus;
 
+/// Attribute present (value `PENDING`) only while a recording waits to be archived, so the
+/// index over it holds exactly the pending records (a sparse GSI).
+pub const PENDING_ATTRIBUTE: &str = "pending";
+/// Sparse GSI: `pending` (hash) + `receivedAtEpoch` (range); the reconciler's work list.
+pub const PENDING_INDEX: &str = "pendingRecordings";
+/// GSI: calls of a `businessId` by `startAt`.
+pub const BUSINESS_INDEX: &str = "businessCalls";
+/// GSI: lookup by NXCLOUD `callId`.
+pub const CALL_ID_INDEX: &str = "callIdLookup";
+
 /// What the receiver decided about the recording when it stored the record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordingPlan {
@@ -76,6 +86,10 @@ pub fn record_item(
         RecordingPlan::None => {}
         RecordingPlan::Pending { key } => {
             item.insert("recordingKey".into(), key.clone().into());
+            item.insert(
+                PENDING_ATTRIBUTE.into(),
+                RecordingStatus::Pending.as_str().into(),
+            );
         }
         RecordingPlan::Refused { reason } => {
             item.insert("recordingError".into(), reason.clone().into());
@@ -167,6 +181,7 @@ mod tests {
         assert_eq!(item["extraFields"]["receivedAt"], "spoofed");
         assert_eq!(item["recordingStatus"], "PENDING");
         assert_eq!(item["recordingKey"], "recordings/2022/12/19/45.mp3");
+        assert_eq!(item[PENDING_ATTRIBUTE], "PENDING");
         assert_eq!(item["payloadSha256"], push.payload_sha256.as_str());
     }
 
@@ -182,6 +197,7 @@ mod tests {
         );
         assert_eq!(item["recordingStatus"], "FAILED");
         assert_eq!(item["recordingError"], "nope");
+        assert!(!item.contains_key(PENDING_ATTRIBUTE));
         assert_eq!(item["callStatusText"], "UNKNOWN");
     }
 }

@@ -16,6 +16,7 @@ use tracing::{error, info, warn, Instrument};
 
 use crate::adapters::s3::SHA256_METADATA;
 use crate::domain::recording::{RecordingJob, RecordingStatus};
+use crate::metrics::{self, Unit};
 use crate::ports::{
     ArchivedRecording, ByteStream, Download, FetchError, JobQueue, ObjectMeta, ObjectStore,
     PortError, RecordStore, RecordingSource, UploadedPart,
@@ -137,7 +138,26 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             }
         };
         tracing::Span::current().record("id", job.id);
+        let started = std::time::Instant::now();
         let outcome = self.archive(&job, deadline).await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &outcome {
+            Outcome::Archived { bytes, .. } => metrics::emit(
+                "archiver",
+                &[
+                    ("RecordingArchived", 1.0, Unit::Count),
+                    ("BytesArchived", *bytes as f64, Unit::Bytes),
+                    ("ArchiveLatencyMs", elapsed_ms, Unit::Milliseconds),
+                ],
+            ),
+            Outcome::Failed(_) => {
+                metrics::emit("archiver", &[("RecordingFailed", 1.0, Unit::Count)])
+            }
+            Outcome::Retry(_) => {
+                metrics::emit("archiver", &[("RecordingRetried", 1.0, Unit::Count)])
+            }
+            Outcome::AlreadyArchived | Outcome::Skipped(_) => {}
+        }
         match &outcome {
             Outcome::Archived { bytes, sha256 } => info!(
                 id = job.id,

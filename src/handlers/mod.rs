@@ -1,4 +1,5 @@
 //! Lambda events in, domain logic, Lambda responses out; generic over the ports.
 
 pub mod archiver;
+pub mod reconciler;
 pub mod webhook;

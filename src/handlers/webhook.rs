@@ -14,14 +14,18 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::domain::auth::{presented_token, AuthError, Authenticator};
+use crate::domain::auth::{presented_token, AuthError, SharedAuthenticator};
 use crate::domain::cdr::{sha256_hex, CallRecord, InvalidPush, ParsedPush};
 use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
 use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
 };
 use crate::domain::url_policy::UrlPolicy;
+use crate::metrics::{self, Unit};
 use crate::ports::{JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore};
+
+/// TTL attribute (Unix seconds), as named in the table's `TimeToLiveSpecification`.
+pub const EXPIRES_AT_ATTRIBUTE: &str = "expiresAt";
 
 /// Largest push body accepted; real CDRs are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -71,12 +75,25 @@ pub struct WebhookSettings {
     /// this old: NXCLOUD retries a failed push after about a minute, so a lost job is
     /// re-queued by the retry, while a burst of immediate duplicates queues nothing extra.
     pub requeue_pending_after: Duration,
+    /// When set, records carry `expiresAt` so DynamoDB's TTL removes them after this long.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             requeue_pending_after: Duration::from_secs(30),
+            retention: None,
+        }
+    }
+}
+
+impl WebhookSettings {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            requeue_pending_after: config.requeue_pending_after,
+            retention: (config.retention_days > 0)
+                .then(|| Duration::from_secs(config.retention_days * 86_400)),
         }
     }
 }
@@ -86,7 +103,7 @@ pub struct Webhook<S, Q, O> {
     pub store: S,
     pub queue: Q,
     pub objects: O,
-    pub auth: Authenticator,
+    pub auth: SharedAuthenticator,
     pub policy: UrlPolicy,
     pub settings: WebhookSettings,
 }
@@ -94,6 +111,28 @@ pub struct Webhook<S, Q, O> {
 impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
     /// Handles one push. Never panics on input; every answer is JSON.
     pub async fn handle(&self, push: Push<'_>) -> Answer {
+        let started = std::time::Instant::now();
+        let answer = self.answer(push).await;
+        let outcome = match answer.status {
+            200 if answer.body["duplicate"] == true => "PushDuplicate",
+            200 => "PushStored",
+            401 | 403 => "PushUnauthorized",
+            500..=599 => "PushFailed",
+            _ => "PushRejected",
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        metrics::emit(
+            "webhook",
+            &[
+                ("PushReceived", 1.0, Unit::Count),
+                (outcome, 1.0, Unit::Count),
+                ("PushLatencyMs", latency_ms, Unit::Milliseconds),
+            ],
+        );
+        answer
+    }
+
+    async fn answer(&self, push: Push<'_>) -> Answer {
         if !push.method.eq_ignore_ascii_case("POST") {
             return Answer::error(405, "method_not_allowed", "only POST is accepted");
         }
@@ -147,7 +186,11 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 },
             },
         };
-        let item = record_item(&push, received_at, &plan);
+        let mut item = record_item(&push, received_at, &plan);
+        if let Some(retention) = self.settings.retention {
+            let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
+            item.insert(EXPIRES_AT_ATTRIBUTE.into(), expires_at.into());
+        }
         match self.store.put_new(item).await {
             Err(e) => Answer::unavailable(&e),
             Ok(PutOutcome::Created) => {

@@ -196,16 +196,19 @@ pub async fn archive_one(mut options: LocalOptions, size: u64) -> anyhow::Result
     options.drain = false;
     let stack = LocalStack::start(options).await?;
     let url = stack.recordings.url("bench", size, "");
-    let body = format!(r#"{{"id":1,"callId":"1","startAt":1671440452,"recordFile":"{url}"}}"#);
+    // A fresh id per run, so runs can share one emulator.
+    let id = i64::from(std::process::id());
+    let body =
+        format!(r#"{{"id":{id},"callId":"{id}","startAt":1671440452,"recordFile":"{url}"}}"#);
     let push = CallRecord::parse(body.as_bytes())?;
     let now = OffsetDateTime::now_utc();
-    let key = recording_key(1, push.record.start_at, now, &url);
+    let key = recording_key(id, push.record.start_at, now, &url);
     let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
     stack.archiver.store.put_new(item).await?;
     let started = Instant::now();
     let outcome = stack
         .archiver
-        .archive(&RecordingJob { id: 1, url, key }, None)
+        .archive(&RecordingJob { id, url, key }, None)
         .await;
     let elapsed = started.elapsed();
     let Outcome::Archived { bytes, sha256 } = outcome else {

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::adapters::aws::AwsClients;
+use crate::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 
 /// Receives before a job goes to the dead-letter queue (the template uses the same).
 pub const MAX_RECEIVE_COUNT: u32 = 8;
@@ -121,6 +123,38 @@ pub struct Queues {
     pub dead_letter_queue_url: String,
 }
 
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("complete")
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("complete")
+}
+
+fn index(
+    name: &str,
+    hash: &str,
+    range: Option<&str>,
+    projection: Projection,
+) -> GlobalSecondaryIndex {
+    let mut schema = vec![key(hash, KeyType::Hash)];
+    schema.extend(range.map(|r| key(r, KeyType::Range)));
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .set_key_schema(Some(schema))
+        .projection(projection)
+        .build()
+        .expect("complete")
+}
+
 fn setup(what: &'static str) -> impl Fn(String) -> EmulatorError {
     move |message| EmulatorError::Setup { what, message }
 }
@@ -135,20 +169,41 @@ pub async fn create_resources(
         .dynamodb
         .create_table()
         .table_name(&names.table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::N)
-                .build()
-                .expect("complete"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("complete"),
-        )
+        .set_attribute_definitions(Some(vec![
+            attribute("id", ScalarAttributeType::N),
+            attribute("businessId", ScalarAttributeType::S),
+            attribute("startAt", ScalarAttributeType::N),
+            attribute("callId", ScalarAttributeType::S),
+            attribute(PENDING_ATTRIBUTE, ScalarAttributeType::S),
+            attribute("receivedAtEpoch", ScalarAttributeType::N),
+        ]))
+        .key_schema(key("id", KeyType::Hash))
+        .global_secondary_indexes(index(
+            BUSINESS_INDEX,
+            "businessId",
+            Some("startAt"),
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        ))
+        .global_secondary_indexes(index(
+            CALL_ID_INDEX,
+            "callId",
+            None,
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        ))
+        .global_secondary_indexes(index(
+            PENDING_INDEX,
+            PENDING_ATTRIBUTE,
+            Some("receivedAtEpoch"),
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("recordFile")
+                .non_key_attributes("recordingKey")
+                .build(),
+        ))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await;

@@ -22,6 +22,7 @@ use crate::adapters::sqs::SqsJobQueue;
 use crate::domain::auth::Authenticator;
 use crate::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use crate::handlers::archiver::{Archiver, ArchiverSettings};
+use crate::handlers::reconciler::{Reconciler, ReconcilerSettings};
 use crate::handlers::webhook::{Webhook, WebhookSettings};
 use emulator::{create_resources, Emulator, Queues, ResourceNames};
 use fake_nxcloud::FakeNxcloud;
@@ -34,6 +35,12 @@ pub type LocalWebhook = Webhook<DynamoRecordStore, SqsJobQueue, S3ObjectStore>;
 /// The archiver service as the local stack and the Lambda wire it.
 pub type LocalArchiver =
     Archiver<DynamoRecordStore, SqsJobQueue, S3ObjectStore, HttpRecordingSource>;
+
+/// The reconciler as the local stack and the Lambda wire it.
+pub type LocalReconciler = Reconciler<DynamoRecordStore, SqsJobQueue>;
+
+/// How often `make run` runs the reconciler (the template schedules it every 15 minutes).
+pub const LOCAL_RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
 /// How to start the local stack.
 pub struct LocalOptions {
@@ -49,6 +56,7 @@ pub struct LocalOptions {
     pub recording_hosts: String,
     pub archiver: ArchiverSettings,
     pub webhook: WebhookSettings,
+    pub reconciler: ReconcilerSettings,
     /// Name resolution for recording hosts (tests map names to chosen addresses).
     pub lookup: Arc<dyn Lookup>,
     /// Drain the recording queue in the background, as the SQS event source does.
@@ -74,6 +82,10 @@ impl Default for LocalOptions {
                 ..ArchiverSettings::default()
             },
             webhook: WebhookSettings::default(),
+            reconciler: ReconcilerSettings {
+                requeue_after: Duration::from_secs(120),
+                ..ReconcilerSettings::default()
+            },
             lookup: Arc::new(SystemLookup),
             drain: true,
             visibility_timeout_seconds: 720,
@@ -107,6 +119,7 @@ pub struct LocalStack {
     pub webhook_url: String,
     pub recordings: FakeNxcloud,
     pub archiver: Arc<LocalArchiver>,
+    pub reconciler: Arc<LocalReconciler>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -135,7 +148,7 @@ impl LocalStack {
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
             queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
             objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
-            auth,
+            auth: auth.into(),
             policy: policy.clone(),
             settings: options.webhook.clone(),
         });
@@ -149,6 +162,12 @@ impl LocalStack {
                 options.lookup.clone(),
             ),
             settings: options.archiver.clone(),
+        });
+
+        let reconciler = Arc::new(Reconciler {
+            pending: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
+            settings: options.reconciler.clone(),
         });
 
         let bind = |port: u16| async move {
@@ -176,6 +195,15 @@ impl LocalStack {
                 queues.queue_url.clone(),
                 archiver.clone(),
             )));
+            let reconciler = reconciler.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LOCAL_RECONCILE_EVERY).await;
+                    if let Err(e) = reconciler.run(time::OffsetDateTime::now_utc()).await {
+                        tracing::warn!(error = %e, "reconciler run failed");
+                    }
+                }
+            }));
         }
         Ok(Self {
             _emulator: emulator,
@@ -186,6 +214,7 @@ impl LocalStack {
             webhook_url,
             recordings,
             archiver,
+            reconciler,
             tasks,
         })
     }

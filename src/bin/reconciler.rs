@@ -1,0 +1,28 @@
+//! The reconciler Lambda: an EventBridge schedule -> `handlers::reconciler`.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pns_cdr::adapters::{aws::AwsClients, dynamodb::DynamoRecordStore, sqs::SqsJobQueue};
+use pns_cdr::config::Config;
+use pns_cdr::handlers::reconciler::{ReconcileReport, Reconciler, ReconcilerSettings};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pns_cdr::telemetry::init();
+    let config = Config::from_env()?;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let reconciler = Reconciler {
+        pending: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
+        queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
+        settings: ReconcilerSettings {
+            requeue_after: config.reconcile_after,
+            max_per_run: config.reconcile_max_per_run as usize,
+            overdue_after: config.pending_alarm_after,
+        },
+    };
+    let reconciler = &reconciler;
+    run(service_fn(move |_: LambdaEvent<Value>| async move {
+        Ok::<ReconcileReport, Error>(reconciler.run(time::OffsetDateTime::now_utc()).await?)
+    }))
+    .await
+}
