@@ -21,6 +21,8 @@ use crate::ports::PortError;
 
 /// How long a replayed push may take before we give up on the endpoint.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages `pnsctl redrive` moves unless told otherwise.
+pub const DEFAULT_REDRIVE_MAX: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
@@ -93,9 +95,12 @@ impl OpsConfig {
         Self {
             endpoint_url: get("AWS_ENDPOINT_URL"),
             table: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
-            queue: get("PNS_QUEUE_URL").map_or_else(|| QueueRef::Name(queue_name.clone()), QueueRef::Url),
-            dead_letter_queue: get("PNS_DLQ_URL")
-                .map_or_else(|| QueueRef::Name(format!("{queue_name}-dlq")), QueueRef::Url),
+            queue: get("PNS_QUEUE_URL")
+                .map_or_else(|| QueueRef::Name(queue_name.clone()), QueueRef::Url),
+            dead_letter_queue: get("PNS_DLQ_URL").map_or_else(
+                || QueueRef::Name(format!("{queue_name}-dlq")),
+                QueueRef::Url,
+            ),
             bucket: get("PNS_BUCKET_NAME").unwrap_or_else(|| DEFAULT_BUCKET.into()),
         }
     }
@@ -162,6 +167,12 @@ impl Ops {
         }
     }
 
+    /// Builds the SDK clients for `config` (the emulator when `endpoint_url` is set).
+    pub async fn connect(config: OpsConfig) -> Self {
+        let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+        Self::new(clients, config)
+    }
+
     async fn queue_url(&self, queue: &QueueRef) -> Result<String> {
         match queue {
             QueueRef::Url(url) => Ok(url.clone()),
@@ -174,8 +185,9 @@ impl Ops {
                     .send()
                     .await
                     .map_err(|e| PortError::new("GetQueueUrl", e))?;
-                out.queue_url
-                    .ok_or_else(|| PortError::new("GetQueueUrl", "no queue URL in the answer").into())
+                out.queue_url.ok_or_else(|| {
+                    PortError::new("GetQueueUrl", "no queue URL in the answer").into()
+                })
             }
         }
     }
@@ -222,7 +234,10 @@ impl Ops {
                 moved += 1;
             }
         }
-        info!(outcome = "redriven", moved, "dead letters moved back to the queue");
+        info!(
+            outcome = "redriven",
+            moved, "dead letters moved back to the queue"
+        );
         Ok(moved)
     }
 
@@ -283,7 +298,10 @@ impl Ops {
             .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
             .expression_attribute_values(":pending", pending)
             .expression_attribute_values(":key", s(&key))
-            .expression_attribute_values(":url", s(fields.record_file.as_deref().unwrap_or_default()))
+            .expression_attribute_values(
+                ":url",
+                s(fields.record_file.as_deref().unwrap_or_default()),
+            )
             .send()
             .await;
         match result {
@@ -441,35 +459,5 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         Err(_) => "<invalid URL>".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn redacted_url_keeps_no_token() {
-        assert_eq!(
-            redact_url("https://u:p@api.example.com/pns/call-result?token=s3cret#x"),
-            "https://api.example.com/pns/call-result"
-        );
-        assert_eq!(redact_url("not a url ?token=s3cret"), "<invalid URL>");
-    }
-
-    #[test]
-    fn queues_are_looked_up_by_name_unless_given() {
-        let env: HashMap<&str, &str> = [("PNS_QUEUE_NAME", "jobs"), ("PNS_DLQ_URL", "http://q/dlq")]
-            .into_iter()
-            .collect();
-        let c = OpsConfig::from_lookup(|k| env.get(k).map(|v| v.to_string()));
-        assert_eq!(c.table, DEFAULT_TABLE);
-        assert_eq!(c.bucket, DEFAULT_BUCKET);
-        assert_eq!(c.endpoint_url, None);
-        assert_eq!(c.queue, QueueRef::Name("jobs".into()));
-        assert_eq!(c.dead_letter_queue, QueueRef::Url("http://q/dlq".into()));
-        let c = OpsConfig::from_lookup(|_| None);
-        assert_eq!(c.dead_letter_queue, QueueRef::Name("pns-recordings-dlq".into()));
     }
 }

@@ -1,8 +1,8 @@
 //! `pnsctl`: the operator tools of `pns_cdr::ops`, against AWS or the local stack.
 
 use anyhow::{bail, Context};
-use pns_cdr::adapters::aws::AwsClients;
-use pns_cdr::ops::{BodySource, Ops, OpsConfig};
+use pns_cdr::ops::{redact_url, BodySource, Ops, OpsConfig, DEFAULT_REDRIVE_MAX};
+use serde_json::Value;
 
 const USAGE: &str = "usage: pnsctl <command> [args]
 
@@ -24,49 +24,63 @@ fn main() {
     pns_cdr::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return;
+        return println!("{USAGE}");
     }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    if let Err(e) = runtime.block_on(run(&args)) {
-        // Each cause once: an AWS error's message often repeats its source's.
-        let mut message = e.to_string();
-        for cause in e.chain().skip(1).map(ToString::to_string) {
-            if !message.contains(&cause) {
-                message = format!("{message}: {cause}");
+    match runtime.block_on(run(&args)) {
+        Ok(output) => println!("{output}"),
+        Err(e) => {
+            // Each cause once: an AWS error's message often repeats its source's.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
             }
+            eprintln!("pnsctl: {message}");
+            std::process::exit(1);
         }
-        eprintln!("pnsctl: {message}");
-        std::process::exit(1);
     }
 }
 
-async fn run(args: &[String]) -> anyhow::Result<()> {
+/// Runs one command; returns what to print.
+async fn run(args: &[&str]) -> anyhow::Result<String> {
     let config = OpsConfig::from_lookup(|name| std::env::var(name).ok());
-    let ops = Ops::new(AwsClients::load(config.endpoint_url.as_deref()).await, config);
-    let id = |s: &str| s.parse::<i64>().with_context(|| format!("`{s}` is not a record id"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["redrive"] => println!("moved {} messages back to the queue", ops.redrive(1000).await?),
-        ["redrive", "--max", n] => {
-            let max = n.parse().with_context(|| format!("`{n}` is not a count"))?;
-            println!("moved {} messages back to the queue", ops.redrive(max).await?);
-        }
+    let ops = Ops::connect(config).await;
+    let id = |s: &str| {
+        s.parse::<i64>()
+            .with_context(|| format!("`{s}` is not a record id"))
+    };
+    let moved = |n: usize| format!("moved {n} messages from the DLQ back to the queue");
+    Ok(match args {
+        ["redrive"] => moved(ops.redrive(DEFAULT_REDRIVE_MAX).await?),
+        ["redrive", "--max", n] => moved(
+            ops.redrive(n.parse().context("--max takes a count")?)
+                .await?,
+        ),
         ["rearchive", s] => {
             let job = ops.rearchive(id(s)?).await?;
-            println!("record {} is PENDING; job queued for {}", job.id, job.key);
+            format!("record {} is PENDING; job queued for {}", job.id, job.key)
         }
-        ["show", s] => println!("{:#}", ops.show(id(s)?).await?),
-        ["show-call", call_id] => println!("{:#}", serde_json::Value::from(ops.show_call(call_id).await?)),
-        ["replay", url, "--file", path] => replay(&ops, url, BodySource::File(path.into())).await?,
-        ["replay", url, "--s3-key", key] => replay(&ops, url, BodySource::S3Key(key.to_string())).await?,
-        _ => bail!("unknown command or arguments: {}\n\n{USAGE}", args.first().unwrap_or(&"")),
-    }
-    Ok(())
-}
-
-async fn replay(ops: &Ops, url: &str, source: BodySource) -> anyhow::Result<()> {
-    let answer = ops.replay(url, &source).await?;
-    println!("POST {} -> {}\n{}", pns_cdr::ops::redact_url(url), answer.status, answer.body);
-    Ok(())
+        ["show", s] => format!("{:#}", ops.show(id(s)?).await?),
+        ["show-call", call_id] => format!("{:#}", Value::from(ops.show_call(call_id).await?)),
+        ["replay", url, flag @ ("--file" | "--s3-key"), from] => {
+            let source = match *flag {
+                "--file" => BodySource::File(from.into()),
+                _ => BodySource::S3Key(from.to_string()),
+            };
+            let answer = ops.replay(url, &source).await?;
+            format!(
+                "POST {} -> {}\n{}",
+                redact_url(url),
+                answer.status,
+                answer.body
+            )
+        }
+        _ => bail!(
+            "unknown command or arguments: {}\n\n{USAGE}",
+            args.join(" ")
+        ),
+    })
 }
