@@ -89,7 +89,7 @@ pub struct PendingRecording {
 /// The work list of the reconciler.
 pub trait PendingRecords: Send + Sync {
     /// Records still PENDING that were received at or before `received_before` (Unix
-    /// seconds), oldest first, at most `limit`.
+    /// seconds) and have not used up their deliveries, oldest first, at most `limit`.
     fn pending_before(
         &self,
         received_before: i64,

@@ -154,3 +154,32 @@ async fn one_run_queues_at_most_its_limit_oldest_first() {
     ids.sort();
     assert_eq!(ids, vec![1, 2, 3]);
 }
+
+#[tokio::test]
+async fn records_whose_job_went_to_the_dead_letter_queue_are_left_to_a_person() {
+    let stack = LocalStack::start(options(Duration::ZERO, 100))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    orphan(&stack, 21, &stack.recordings.url("tried", 100, ""), now).await;
+    orphan(&stack, 22, &stack.recordings.url("exhausted", 100, ""), now).await;
+    for _ in 0..pns_cdr::domain::recording::MAX_DELIVERIES {
+        stack
+            .archiver
+            .store
+            .note_attempt(22, "HTTP 503")
+            .await
+            .unwrap();
+    }
+    stack
+        .archiver
+        .store
+        .note_attempt(21, "HTTP 503")
+        .await
+        .unwrap();
+    let report = stack.reconciler.run(now).await.unwrap();
+    assert_eq!(report.requeued, 1);
+    let jobs = drain_bodies(&stack).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], 21);
+}

@@ -312,6 +312,15 @@ async fn vendor_variations_are_accepted_and_kept() {
 }
 
 #[tokio::test]
+async fn empty_index_keys_do_not_block_the_record() {
+    let stack = stack().await;
+    let body = r#"{"id":61,"callId":"","businessId":"","startAt":1671440452,"recordFile":""}"#;
+    let (status, answer) = push(&stack, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(item(&stack, 61).await.is_some());
+}
+
+#[tokio::test]
 async fn a_refused_recording_url_is_recorded_as_failed_without_a_job() {
     let stack = stack().await;
     let (status, _) = push(

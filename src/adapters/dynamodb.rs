@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::domain::item::{format_time, StoredRecord};
 use crate::domain::item::{PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
+use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
     ArchivedRecording, PendingRecording, PendingRecords, PortError, PutOutcome, RecordStore,
 };
@@ -178,6 +179,15 @@ impl PendingRecords for DynamoRecordStore {
                 .table_name(&self.table)
                 .index_name(PENDING_INDEX)
                 .key_condition_expression("#pending = :pending AND receivedAtEpoch <= :before")
+                // Records whose job used up its deliveries sit in the DLQ for a person to
+                // look at: re-queuing them every run would only pile up copies there.
+                .filter_expression(
+                    "attribute_not_exists(recordingAttempts) OR recordingAttempts < :exhausted",
+                )
+                .expression_attribute_values(
+                    ":exhausted",
+                    AttributeValue::N(MAX_DELIVERIES.to_string()),
+                )
                 .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
                 .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
                 .expression_attribute_values(

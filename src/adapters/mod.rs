@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod dynamodb;
 pub mod http_source;
+pub mod memory;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;

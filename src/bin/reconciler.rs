@@ -22,7 +22,13 @@ async fn main() -> Result<(), Error> {
     };
     let reconciler = &reconciler;
     run(service_fn(move |_: LambdaEvent<Value>| async move {
-        Ok::<ReconcileReport, Error>(reconciler.run(time::OffsetDateTime::now_utc()).await?)
+        let report = reconciler
+            .run(time::OffsetDateTime::now_utc())
+            .await
+            .inspect_err(|e| {
+                tracing::error!(error = %e, outcome = "failed", "reconciler run failed");
+            })?;
+        Ok::<ReconcileReport, Error>(report)
     }))
     .await
 }

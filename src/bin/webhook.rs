@@ -14,10 +14,14 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
     // Deployed: tokens from Secrets Manager, refreshed while warm. Locally: from the environment.
-    let secret = config
-        .webhook_tokens_secret_arn
-        .clone()
-        .map(|arn| SecretTokens::new(clients.secrets.clone(), arn));
+    // Tokens given directly win; the secret is then neither read nor refreshed.
+    let secret = match &config.webhook_tokens {
+        Some(_) => None,
+        None => config
+            .webhook_tokens_secret_arn
+            .clone()
+            .map(|arn| SecretTokens::new(clients.secrets.clone(), arn)),
+    };
     let auth = match (&config.webhook_tokens, &secret) {
         (Some(_), _) | (None, None) => config.authenticator()?,
         (None, Some(secret)) => config.authenticator_for(&secret.fetch().await?)?,

@@ -76,6 +76,9 @@ pub struct CallRecord {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// Longest `callId` / `businessId` accepted (they are secondary-index keys).
+pub const MAX_INDEXED_LEN: usize = 1024;
+
 const STRING_FIELDS: [&str; 10] = [
     "businessId",
     "customerBindId",
@@ -124,6 +127,19 @@ impl CallRecord {
             .map_err(|e| InvalidPush::body(format!("body does not match the record shape: {e}")))?;
         if record.id <= 0 {
             return Err(InvalidPush::field("id", "must be a positive integer"));
+        }
+        // These two are index keys in the table, where DynamoDB caps a key at 2048 bytes:
+        // a longer one could never be stored, so it is refused (and kept) here.
+        for (name, value) in [
+            ("callId", &record.call_id),
+            ("businessId", &record.business_id),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_INDEXED_LEN) {
+                return Err(InvalidPush::field(
+                    name,
+                    format!("is longer than {MAX_INDEXED_LEN} bytes"),
+                ));
+            }
         }
         Ok(ParsedPush {
             record,
@@ -303,6 +319,17 @@ mod tests {
             (br#"{"id":1,"caller":{"n":1}}"#, Some("caller")),
             (br#"{"id":1,"startAt":true}"#, Some("startAt")),
         ];
+        let long = format!(
+            r#"{{"id":1,"callId":"{}"}}"#,
+            "9".repeat(MAX_INDEXED_LEN + 1)
+        );
+        assert_eq!(
+            CallRecord::parse(long.as_bytes())
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("callId")
+        );
         for (body, field) in cases {
             let err = CallRecord::parse(body).unwrap_err();
             assert_eq!(

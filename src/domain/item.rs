@@ -55,6 +55,13 @@ pub fn record_item(
         .keys()
         .filter_map(|k| item.remove_entry(k))
         .collect();
+    // DynamoDB refuses an empty string as a secondary-index key: an empty `callId` or
+    // `businessId` is stored as absent, or the record could never be written.
+    for indexed in ["callId", "businessId"] {
+        if item.get(indexed).is_some_and(|v| v.as_str() == Some("")) {
+            item.remove(indexed);
+        }
+    }
     if !extra.is_empty() {
         item.insert("extraFields".into(), Value::Object(extra));
     }
@@ -183,6 +190,14 @@ mod tests {
         assert_eq!(item["recordingKey"], "recordings/2022/12/19/45.mp3");
         assert_eq!(item[PENDING_ATTRIBUTE], "PENDING");
         assert_eq!(item["payloadSha256"], push.payload_sha256.as_str());
+    }
+
+    #[test]
+    fn empty_index_keys_are_left_out() {
+        let push = CallRecord::parse(br#"{"id":2,"callId":"","businessId":"","did":""}"#).unwrap();
+        let item = record_item(&push, datetime!(2024-01-01 0:00 UTC), &RecordingPlan::None);
+        assert!(!item.contains_key("callId") && !item.contains_key("businessId"));
+        assert_eq!(item["did"], "");
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct RecordingJob {
     pub key: String,
 }
 
+/// Deliveries of one job before the queue moves it to the dead-letter queue
+/// (`maxReceiveCount` in `template.yaml`; the local stack uses the same).
+pub const MAX_DELIVERIES: u32 = 8;
+
 /// Prefix of every archived recording.
 pub const RECORDINGS_PREFIX: &str = "recordings/";
 /// Prefix of quarantined (invalid) push bodies.

@@ -15,7 +15,7 @@ use crate::adapters::aws::AwsClients;
 use crate::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 
 /// Receives before a job goes to the dead-letter queue (the template uses the same).
-pub const MAX_RECEIVE_COUNT: u32 = 8;
+pub const MAX_RECEIVE_COUNT: u32 = crate::domain::recording::MAX_DELIVERIES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -202,6 +202,7 @@ pub async fn create_resources(
                 .projection_type(ProjectionType::Include)
                 .non_key_attributes("recordFile")
                 .non_key_attributes("recordingKey")
+                .non_key_attributes("recordingAttempts")
                 .build(),
         ))
         .billing_mode(BillingMode::PayPerRequest)

@@ -1,0 +1,220 @@
+//! In-memory ports: fast handler tests and benchmarks without an emulator, and faults on
+//! demand (`fail_next`) that the emulator cannot produce.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::domain::item::StoredRecord;
+use crate::domain::recording::RecordingJob;
+use crate::ports::{
+    ArchivedRecording, JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError,
+    PutOutcome, RecordStore, UploadedPart,
+};
+
+fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
+    let left = failures.load(Ordering::SeqCst);
+    if left > 0
+        && failures
+            .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        return Err(PortError::new(operation, "injected failure"));
+    }
+    Ok(())
+}
+
+/// A record table in a map; counts writes.
+#[derive(Default)]
+pub struct MemoryRecordStore {
+    pub items: Mutex<HashMap<i64, Map<String, Value>>>,
+    pub writes: AtomicUsize,
+    pub fail_next: AtomicUsize,
+}
+
+impl MemoryRecordStore {
+    fn stored(item: &Map<String, Value>) -> StoredRecord {
+        serde_json::from_value(Value::Object(item.clone())).unwrap_or_default()
+    }
+
+    fn update(
+        &self,
+        id: i64,
+        only_if_pending: bool,
+        apply: impl FnOnce(&mut Map<String, Value>),
+    ) -> Result<bool, PortError> {
+        injected("UpdateItem", &self.fail_next)?;
+        let mut items = self.items.lock().expect("not poisoned");
+        match items.get_mut(&id) {
+            Some(item)
+                if !only_if_pending
+                    || item.get("recordingStatus") == Some(&Value::from("PENDING")) =>
+            {
+                apply(item);
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl RecordStore for MemoryRecordStore {
+    async fn put_new(&self, item: Map<String, Value>) -> Result<PutOutcome, PortError> {
+        injected("PutItem", &self.fail_next)?;
+        let id = item
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| PortError::new("PutItem", "no id"))?;
+        let mut items = self.items.lock().expect("not poisoned");
+        if let Some(old) = items.get(&id) {
+            return Ok(PutOutcome::Duplicate(Self::stored(old)));
+        }
+        items.insert(id, item);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(PutOutcome::Created)
+    }
+
+    async fn get(&self, id: i64) -> Result<Option<StoredRecord>, PortError> {
+        injected("GetItem", &self.fail_next)?;
+        Ok(self
+            .items
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .map(Self::stored))
+    }
+
+    async fn mark_archived(
+        &self,
+        id: i64,
+        archived: &ArchivedRecording,
+    ) -> Result<bool, PortError> {
+        self.update(id, false, |item| {
+            item.insert("recordingStatus".into(), "ARCHIVED".into());
+            item.insert("recordingKey".into(), archived.key.clone().into());
+            item.insert("recordingBytes".into(), archived.bytes.into());
+            item.insert("recordingSha256".into(), archived.sha256.clone().into());
+            item.remove("pending");
+        })
+    }
+
+    async fn mark_failed(&self, id: i64, reason: &str) -> Result<bool, PortError> {
+        self.update(id, true, |item| {
+            item.insert("recordingStatus".into(), "FAILED".into());
+            item.insert("recordingError".into(), reason.into());
+            item.remove("pending");
+        })
+    }
+
+    async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
+        self.update(id, true, |item| {
+            item.insert("recordingError".into(), reason.into());
+        })
+        .map(drop)
+    }
+}
+
+/// A queue in a vector.
+#[derive(Default)]
+pub struct MemoryJobQueue {
+    pub jobs: Mutex<Vec<RecordingJob>>,
+    pub fail_next: AtomicUsize,
+}
+
+impl JobQueue for MemoryJobQueue {
+    async fn send(&self, job: &RecordingJob) -> Result<(), PortError> {
+        injected("SendMessage", &self.fail_next)?;
+        self.jobs.lock().expect("not poisoned").push(job.clone());
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        _receipt_handle: &str,
+        _delay_seconds: u32,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// A bucket in a map (single-part objects; multipart calls are refused).
+#[derive(Default)]
+pub struct MemoryObjectStore {
+    pub objects: Mutex<HashMap<String, (Bytes, ObjectMeta)>>,
+    pub fail_next: AtomicUsize,
+}
+
+impl ObjectStore for MemoryObjectStore {
+    async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), PortError> {
+        injected("PutObject", &self.fail_next)?;
+        self.objects
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_owned(), (body, meta.clone()));
+        Ok(())
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, PortError> {
+        Ok(self
+            .objects
+            .lock()
+            .expect("not poisoned")
+            .get(key)
+            .map(|(body, meta)| ObjectInfo {
+                size: body.len() as u64,
+                sha256: meta
+                    .metadata
+                    .iter()
+                    .find(|(k, _)| k == "sha256")
+                    .map(|(_, v)| v.clone()),
+            }))
+    }
+
+    async fn start_multipart(&self, _key: &str, _meta: &ObjectMeta) -> Result<String, PortError> {
+        Err(PortError::new(
+            "CreateMultipartUpload",
+            "not supported in memory",
+        ))
+    }
+
+    async fn upload_part(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _number: i32,
+        _body: Bytes,
+    ) -> Result<UploadedPart, PortError> {
+        Err(PortError::new("UploadPart", "not supported in memory"))
+    }
+
+    async fn upload_part_stream(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _number: i32,
+        _length: u64,
+        _body: PartStream,
+    ) -> Result<UploadedPart, PortError> {
+        Err(PortError::new("UploadPart", "not supported in memory"))
+    }
+
+    async fn complete_multipart(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _parts: &[UploadedPart],
+    ) -> Result<(), PortError> {
+        Err(PortError::new(
+            "CompleteMultipartUpload",
+            "not supported in memory",
+        ))
+    }
+
+    async fn abort_multipart(&self, _key: &str, _upload_id: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+}
