@@ -1,6 +1,7 @@
 //! Operator tools behind `pnsctl`: redrive the DLQ, re-archive a record, show records, replay a
 //! saved push body. The same calls work against AWS and against the local stack's emulator.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -247,18 +248,7 @@ impl Ops {
     pub async fn rearchive(&self, id: i64) -> Result<RecordingJob> {
         // Resolved first: a wrong queue should fail before the record changes.
         let queue_url = self.queue_url(&self.queue).await?;
-        let item = self
-            .clients
-            .dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("id", record_key(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| PortError::new("GetItem", e))?
-            .item
-            .ok_or(OpsError::NotFound(id))?;
+        let item = self.raw_item(id).await?;
         let fields: RecordingFields =
             serde_dynamo::from_item(item).map_err(|e| PortError::new("GetItem", e))?;
         let url = fields
@@ -333,8 +323,8 @@ impl Ops {
         Ok(job)
     }
 
-    /// The stored item of record `id`.
-    pub async fn show(&self, id: i64) -> Result<Value> {
+    /// The item of record `id` as DynamoDB returns it (consistent read).
+    async fn raw_item(&self, id: i64) -> Result<HashMap<String, AttributeValue>> {
         let item = self
             .clients
             .dynamodb
@@ -347,6 +337,12 @@ impl Ops {
             .map_err(|e| PortError::new("GetItem", e))?
             .item
             .ok_or(OpsError::NotFound(id))?;
+        Ok(item)
+    }
+
+    /// The stored item of record `id`.
+    pub async fn show(&self, id: i64) -> Result<Value> {
+        let item = self.raw_item(id).await?;
         to_json("GetItem", item)
     }
 

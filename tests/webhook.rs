@@ -110,17 +110,15 @@ async fn concurrent_pushes_with_duplicates_store_each_id_once() {
     assert_eq!(drain_bodies(&stack).await.len(), with_recording);
 }
 
-#[tokio::test]
-async fn a_failed_enqueue_is_completed_by_the_retry() {
-    let stack = stack().await;
-    // A second webhook on the same table whose queue does not exist: the put succeeds, the
-    // enqueue fails, and the push must not be answered 200.
-    let broken = Webhook {
+/// A webhook on the stack's table and bucket with its own queue URL, re-queuing PENDING
+/// records after 1 s, served on a free port.
+async fn serve_webhook(
+    stack: &LocalStack,
+    queue_url: String,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let webhook = Webhook {
         store: DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table),
-        queue: SqsJobQueue::new(
-            stack.clients.sqs.clone(),
-            format!("{}-missing", stack.queues.queue_url),
-        ),
+        queue: SqsJobQueue::new(stack.clients.sqs.clone(), queue_url),
         objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
         auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
         policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Local).unwrap(),
@@ -130,9 +128,20 @@ async fn a_failed_enqueue_is_completed_by_the_retry() {
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let broken_url = format!("http://{}{}", listener.local_addr().unwrap(), server::ROUTE);
-    let server = tokio::spawn(server::serve(listener, Arc::new(broken)));
+    let url = format!("http://{}{}", listener.local_addr().unwrap(), server::ROUTE);
+    (
+        url,
+        tokio::spawn(server::serve(listener, Arc::new(webhook))),
+    )
+}
 
+#[tokio::test]
+async fn a_failed_enqueue_is_completed_by_the_retry() {
+    let stack = stack().await;
+    // A second webhook on the same table whose queue does not exist: the put succeeds, the
+    // enqueue fails, and the push must not be answered 200.
+    let (broken_url, server) =
+        serve_webhook(&stack, format!("{}-missing", stack.queues.queue_url)).await;
     let body = push_body(11, RECORDING);
     let (status, answer) = post(&broken_url, &format!("token={LOCAL_TOKEN}"), body.clone()).await;
     assert_eq!(status, 503, "{answer}");
@@ -144,20 +153,7 @@ async fn a_failed_enqueue_is_completed_by_the_retry() {
     server.abort();
 
     // NXCLOUD retries a minute later; here the webhook re-queues PENDING records after 1 s.
-    let retry = Webhook {
-        store: DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table),
-        queue: SqsJobQueue::new(stack.clients.sqs.clone(), &stack.queues.queue_url),
-        objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
-        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
-        policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Local).unwrap(),
-        settings: WebhookSettings {
-            requeue_pending_after: Duration::from_secs(1),
-            ..WebhookSettings::default()
-        },
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let retry_url = format!("http://{}{}", listener.local_addr().unwrap(), server::ROUTE);
-    let _server = tokio::spawn(server::serve(listener, Arc::new(retry)));
+    let (retry_url, _server) = serve_webhook(&stack, stack.queues.queue_url.clone()).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, answer) = post(&retry_url, &format!("token={LOCAL_TOKEN}"), body).await;
     assert_eq!(
