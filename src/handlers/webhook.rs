@@ -379,3 +379,135 @@ fn ascii_header(s: &str) -> String {
         .take(1024)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::adapters::memory::{MemoryJobQueue, MemoryObjectStore, MemoryRecordStore};
+    use crate::domain::auth::Authenticator;
+    use crate::domain::url_policy::{UrlProfile, DEFAULT_RECORDING_HOSTS};
+
+    const TOKEN: &str = "unit-test-token-0123";
+    const RECORDING: &str = "https://remote.record.nxcloud.com/pns/20221219/a.mp3";
+
+    fn webhook() -> Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore> {
+        Webhook {
+            store: MemoryRecordStore::default(),
+            queue: MemoryJobQueue::default(),
+            objects: MemoryObjectStore::default(),
+            auth: Authenticator::new(TOKEN, "").unwrap().into(),
+            policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
+            settings: WebhookSettings {
+                requeue_pending_after: Duration::ZERO,
+                ..WebhookSettings::default()
+            },
+        }
+    }
+
+    fn push(body: &[u8]) -> Push<'_> {
+        Push {
+            method: "POST",
+            query_token: Some(TOKEN),
+            authorization: None,
+            source_ip: None,
+            body,
+        }
+    }
+
+    fn body(id: i64, duration: i64) -> Vec<u8> {
+        format!(
+            r#"{{"id":{id},"duration":{duration},"startAt":1671440452,"recordFile":"{RECORDING}"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_failed_put_answers_503_and_writes_nothing() {
+        let w = webhook();
+        w.store.fail_next.store(1, Ordering::SeqCst);
+        assert_eq!(w.handle(push(&body(1, 5))).await.status, 503);
+        assert!(w.store.items.lock().unwrap().is_empty());
+        assert!(w.queue.jobs.lock().unwrap().is_empty());
+        // NXCLOUD's retry then stores it.
+        assert_eq!(w.handle(push(&body(1, 5))).await.status, 200);
+        assert_eq!(w.queue.jobs.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_enqueue_answers_503_and_the_retry_enqueues() {
+        let w = webhook();
+        w.queue.fail_next.store(1, Ordering::SeqCst);
+        assert_eq!(w.handle(push(&body(2, 5))).await.status, 503);
+        assert_eq!(
+            w.store.items.lock().unwrap().len(),
+            1,
+            "the record itself is durable"
+        );
+        let answer = w.handle(push(&body(2, 5))).await;
+        assert_eq!(
+            (answer.status, answer.body["duplicate"].clone()),
+            (200, Value::Bool(true))
+        );
+        assert_eq!(w.queue.jobs.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_quarantine_or_conflict_write_answers_503() {
+        let w = webhook();
+        w.objects.fail_next.store(1, Ordering::SeqCst);
+        assert_eq!(
+            w.handle(push(b"{not json")).await.status,
+            503,
+            "a bad body is only refused once kept"
+        );
+        assert_eq!(w.handle(push(b"{not json")).await.status, 400);
+        assert_eq!(w.objects.objects.lock().unwrap().len(), 1);
+
+        assert_eq!(w.handle(push(&body(3, 5))).await.status, 200);
+        w.objects.fail_next.store(1, Ordering::SeqCst);
+        assert_eq!(
+            w.handle(push(&body(3, 6))).await.status,
+            503,
+            "a conflicting body is only answered once kept"
+        );
+        let answer = w.handle(push(&body(3, 6))).await;
+        assert_eq!(
+            (answer.status, answer.body["conflict"].clone()),
+            (200, Value::Bool(true))
+        );
+        assert_eq!(
+            w.store.items.lock().unwrap()[&3]["duration"],
+            5,
+            "the first record is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_tokens_write_nothing_whatever_the_body() {
+        let w = webhook();
+        for body in [body(4, 5), b"{not json".to_vec(), vec![0xff; 70_000]] {
+            let p = Push {
+                query_token: Some("wrong-token-0000000000"),
+                ..push(&body)
+            };
+            assert_eq!(w.handle(p).await.status, 401);
+        }
+        assert_eq!(w.store.writes.load(Ordering::SeqCst), 0);
+        assert!(w.objects.objects.lock().unwrap().is_empty());
+        assert!(w.queue.jobs.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn retention_sets_the_ttl_attribute() {
+        let mut w = webhook();
+        w.settings.retention = Some(Duration::from_secs(86_400));
+        let before = OffsetDateTime::now_utc().unix_timestamp();
+        assert_eq!(w.handle(push(&body(5, 5))).await.status, 200);
+        let expires = w.store.items.lock().unwrap()[&5][EXPIRES_AT_ATTRIBUTE]
+            .as_i64()
+            .unwrap();
+        assert!((before + 86_400..=before + 86_402).contains(&expires));
+    }
+}
