@@ -1,23 +1,31 @@
 //! Logging: JSON lines on Lambda (CloudWatch Logs Insights can query the fields), readable text
 //! locally. Level from `RUST_LOG` (default `info`).
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it repeatedly).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `RUST_LOG` as a target list (`info`, `pns_cdr=debug,aws_smithy_runtime=warn`): no
+    // regex engine in the binary, which EnvFilter would bring.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let json = on_lambda || std::env::var("PNS_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = if json {
         // CloudWatch stamps each line itself; the Lambda request id comes from the runtime's span.
-        builder
+        let layer = tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .without_time()
-            .try_init()
+            .without_time();
+        registry.with(layer).try_init()
     } else {
-        builder.with_target(false).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init()
     };
 }
