@@ -552,3 +552,14 @@ fn dashboard_shows_every_metric_the_code_emits() {
         }
     }
 }
+
+#[test]
+fn the_webhook_route_lets_the_function_answer_every_method() {
+    let t = template();
+    let event = &t["Resources"]["WebhookFunction"]["Properties"]["Events"]["HttpApi"]["Properties"];
+    assert_eq!(event["Path"], pns_cdr::local::server::ROUTE);
+    assert_eq!(
+        event["Method"], "ANY",
+        "a GET must reach the function to be answered 405"
+    );
+}
