@@ -29,7 +29,9 @@ demo: $(STAMP) ## Start the stack, push the samples in events/, show what landed
 	$(CARGO) run --quiet --bin pns-local -- demo
 
 test: $(STAMP) fmt-check clippy template-lint ## Everything CI checks
-	$(CARGO) test --all-targets
+	@# Benches run once each as a smoke test, first, so the test summary closes the log.
+	$(CARGO) test --benches
+	$(CARGO) test --lib --bins --tests
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
