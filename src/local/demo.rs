@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -152,22 +151,8 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
             &stack.queues.dead_letter_queue_url,
         ),
     ] {
-        let attrs = stack
-            .clients
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await?;
-        let attrs = attrs.attributes.unwrap_or_default();
-        let get = |k| attrs.get(&k).cloned().unwrap_or_default();
-        println!(
-            "{name}: {} waiting, {} in flight",
-            get(QueueAttributeName::ApproximateNumberOfMessages),
-            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        );
+        let (waiting, in_flight) = super::queue_counts(&stack.clients.sqs, url).await?;
+        println!("{name}: {waiting} waiting, {in_flight} in flight");
     }
     println!("\n== S3 bucket {}", stack.names.bucket);
     let objects = stack

@@ -108,6 +108,30 @@ pub enum LocalError {
     Config(String),
 }
 
+/// Messages in a queue: (waiting, in flight), as SQS approximates them.
+pub async fn queue_counts(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<(u64, u64), aws_sdk_sqs::Error> {
+    use aws_sdk_sqs::types::QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+    };
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    let count = |name| attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok((
+        count(ApproximateNumberOfMessages),
+        count(ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
 /// A running local stack; everything stops when it is dropped.
 pub struct LocalStack {
     _emulator: Option<Emulator>,

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use pns_cdr::local::emulator::{Emulator, ResourceNames};
 use pns_cdr::local::{LocalOptions, LocalStack};
 use serde_json::Value;
@@ -68,19 +67,10 @@ pub async fn item(stack: &LocalStack, id: i64) -> Option<Value> {
 
 /// Messages in a queue: visible + in flight.
 pub async fn queue_depth(stack: &LocalStack, queue_url: &str) -> u64 {
-    let attrs = stack
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
+    let (waiting, in_flight) = pns_cdr::local::queue_counts(&stack.clients.sqs, queue_url)
         .await
-        .unwrap()
-        .attributes
-        .unwrap_or_default();
-    attrs.values().map(|v| v.parse::<u64>().unwrap()).sum()
+        .unwrap();
+    waiting + in_flight
 }
 
 /// Receives (and deletes) every visible message body.
