@@ -71,6 +71,35 @@ impl S3ObjectStore {
     }
 }
 
+impl S3ObjectStore {
+    /// One `UploadPart` of `length` bytes, in memory or streamed.
+    async fn send_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        length: u64,
+        body: ByteStream,
+    ) -> Result<UploadedPart, PortError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(length as i64)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| PortError::new("UploadPart", e))?;
+        let etag = out
+            .e_tag
+            .ok_or_else(|| PortError::new("UploadPart", "no ETag in the answer"))?;
+        Ok(UploadedPart { number, etag })
+    }
+}
+
 impl ObjectStore for S3ObjectStore {
     async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), PortError> {
         let mut request = self
@@ -135,21 +164,9 @@ impl ObjectStore for S3ObjectStore {
         number: i32,
         body: Bytes,
     ) -> Result<UploadedPart, PortError> {
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
+        let length = body.len() as u64;
+        self.send_part(key, upload_id, number, length, ByteStream::from(body))
             .await
-            .map_err(|e| PortError::new("UploadPart", e))?;
-        let etag = out
-            .e_tag
-            .ok_or_else(|| PortError::new("UploadPart", "no ETag in the answer"))?;
-        Ok(UploadedPart { number, etag })
     }
 
     async fn upload_part_stream(
@@ -164,22 +181,7 @@ impl ObjectStore for S3ObjectStore {
             stream: body.fuse(),
             remaining: length,
         });
-        let out = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .content_length(length as i64)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| PortError::new("UploadPart", e))?;
-        let etag = out
-            .e_tag
-            .ok_or_else(|| PortError::new("UploadPart", "no ETag in the answer"))?;
-        Ok(UploadedPart { number, etag })
+        self.send_part(key, upload_id, number, length, body).await
     }
 
     async fn complete_multipart(

@@ -128,15 +128,7 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
     }
 
     println!("\n== DynamoDB table {}", stack.names.table);
-    let scan = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&stack.names.table)
-        .send()
-        .await?;
-    for item in scan.items() {
-        let item: Value = serde_dynamo::from_item(item.clone())?;
+    for item in stack.items().await? {
         let pick = |k: &str| item.get(k).cloned().unwrap_or(Value::Null);
         println!(
             "id={} callId={} status={} answered={} recordingStatus={} recordingKey={} recordingSha256={}",

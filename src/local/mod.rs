@@ -106,6 +106,8 @@ pub enum LocalError {
     },
     #[error("invalid local configuration: {0}")]
     Config(String),
+    #[error("reading the table failed: {0}")]
+    Read(String),
 }
 
 /// Messages in a queue: (waiting, in flight), as SQS approximates them.
@@ -241,6 +243,29 @@ impl LocalStack {
             reconciler,
             tasks,
         })
+    }
+
+    /// Every item in the table as JSON, by id (one scan page: the local table is small).
+    pub async fn items(&self) -> Result<Vec<serde_json::Value>, LocalError> {
+        let scan = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.names.table)
+            .send()
+            .await
+            .map_err(|e| {
+                LocalError::Read(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        let mut items = scan
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(|e| LocalError::Read(e.to_string()))?;
+        items.sort_by_key(|i| i["id"].as_i64());
+        Ok(items)
     }
 
     /// Runs one receive → archiver → delete round (tests drive the queue step by step).

@@ -42,23 +42,9 @@ pub async fn stack() -> LocalStack {
         .expect("the local stack starts")
 }
 
-/// Every item in the stack's table, as JSON.
+/// Every item in the stack's table, as JSON, by id.
 pub async fn items(stack: &LocalStack) -> Vec<Value> {
-    let scan = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&stack.names.table)
-        .send()
-        .await
-        .unwrap();
-    let mut items: Vec<Value> = scan
-        .items()
-        .iter()
-        .map(|i| serde_dynamo::from_item(i.clone()).unwrap())
-        .collect();
-    items.sort_by_key(|i| i["id"].as_i64());
-    items
+    stack.items().await.unwrap()
 }
 
 pub async fn item(stack: &LocalStack, id: i64) -> Option<Value> {
