@@ -533,7 +533,7 @@ async fn a_job_for_a_record_not_waiting_for_a_recording_changes_nothing() {
 }
 
 #[tokio::test]
-async fn exhausted_retries_land_in_the_dead_letter_queue_with_the_reason_on_the_record() {
+async fn exhausted_retries_mark_the_record_failed_with_the_reason_and_leave_no_job() {
     let stack = stack().await;
     push(
         &stack,
@@ -541,22 +541,24 @@ async fn exhausted_retries_land_in_the_dead_letter_queue_with_the_reason_on_the_
         &stack.recordings.url("down", 1024, "status=503"),
     )
     .await;
-    // maxReceiveCount is 8: eight failed deliveries, then the queue moves the job.
+    // maxReceiveCount is 8: seven noted attempts, then the eighth delivery gives up on the
+    // record, so the job ends here rather than in the DLQ.
     for _ in 0..10 {
         stack.poll_once().await.unwrap();
     }
     assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
     assert_eq!(
         queue_depth(&stack, &stack.queues.dead_letter_queue_url).await,
-        1
+        0
     );
     let item = item(&stack, 990).await.unwrap();
-    assert_eq!(item["recordingStatus"], "PENDING");
-    assert_eq!(item["recordingAttempts"], 8);
-    assert!(item["recordingError"]
-        .as_str()
-        .unwrap()
-        .contains("HTTP 503"));
+    assert_eq!(item["recordingStatus"], "FAILED");
+    assert_eq!(item["recordingAttempts"], 7);
+    let reason = item["recordingError"].as_str().unwrap();
+    assert!(
+        reason.starts_with("gave up after 8 deliveries") && reason.contains("HTTP 503"),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tracing::{error, info, warn, Instrument};
 
 use crate::adapters::s3::SHA256_METADATA;
-use crate::domain::recording::{RecordingJob, RecordingStatus};
+use crate::domain::recording::{RecordingJob, RecordingStatus, MAX_DELIVERIES};
 use crate::metrics::{self, Unit};
 use crate::ports::{
     ArchivedRecording, ByteStream, Download, FetchError, JobQueue, ObjectMeta, ObjectStore,
@@ -25,7 +25,7 @@ use crate::ports::{
 /// S3 multipart part size: recordings up to this size go up in one `PutObject`.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Time kept back before the Lambda deadline to abort an upload and answer.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Tunables of the archiver.
 #[derive(Debug, Clone)]
@@ -37,6 +37,8 @@ pub struct ArchiverSettings {
     pub backoff_base: Duration,
     pub max_backoff: Duration,
     pub part_size: usize,
+    /// Time kept back before the invocation's deadline to abort an upload and answer.
+    pub deadline_margin: Duration,
 }
 
 impl Default for ArchiverSettings {
@@ -47,6 +49,7 @@ impl Default for ArchiverSettings {
             backoff_base: Duration::from_secs(30),
             max_backoff: Duration::from_secs(15 * 60),
             part_size: PART_SIZE,
+            deadline_margin: DEADLINE_MARGIN,
         }
     }
 }
@@ -139,7 +142,14 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         };
         tracing::Span::current().record("id", job.id);
         let started = std::time::Instant::now();
-        let outcome = self.archive(&job, deadline).await;
+        let outcome = match self.archive(&job, deadline).await {
+            // The last delivery: the record says why, instead of a job in the DLQ that a
+            // person must read to learn it. `pnsctl rearchive` starts over when the host heals.
+            Outcome::Retry(reason) if receive_count >= MAX_DELIVERIES => {
+                Outcome::Failed(format!("gave up after {receive_count} deliveries: {reason}"))
+            }
+            outcome => outcome,
+        };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &outcome {
             Outcome::Archived { bytes, .. } => metrics::emit(
@@ -267,7 +277,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         // Stop reading early enough to abort the upload and answer before Lambda's deadline.
         let stop_at = deadline.map(|d| {
             let left = d.duration_since(SystemTime::now()).unwrap_or_default();
-            tokio::time::Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+            tokio::time::Instant::now() + left.saturating_sub(self.settings.deadline_margin)
         });
         match self
             .copy(job, &url, &key, stored.call_id.as_deref(), stop_at)

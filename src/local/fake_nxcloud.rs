@@ -10,7 +10,11 @@
 //! - `html=1`: a 200 HTML error page instead of audio;
 //! - `status=C`: always answer status C;
 //! - `redirect=URL`: answer 302 to URL;
-//! - `delay_ms=D`: wait D ms before each 64 KiB chunk (a slow host).
+//! - `delay_ms=D`: wait D ms before each 64 KiB chunk (a slow host);
+//! - `bps=N`: trickle the body at N bytes per second (`bps=1`: a host that has stalled);
+//! - `fail_for_ms=D`: 404 until D ms after the first request for this exact URL;
+//! - `loop=1`: redirect to this same URL, forever;
+//! - `endless=1`: no Content-Length, and a body that never ends.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -119,7 +123,14 @@ impl SampleRecording {
 pub struct FakeNxcloud {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
-    hits: Arc<Mutex<HashMap<String, u32>>>,
+    hits: Arc<Mutex<HashMap<String, Hits>>>,
+}
+
+/// Requests for one exact URL.
+#[derive(Debug, Clone, Copy)]
+struct Hits {
+    count: u32,
+    first: std::time::Instant,
 }
 
 impl FakeNxcloud {
@@ -127,7 +138,7 @@ impl FakeNxcloud {
     pub async fn start(port: u16) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
-        let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, Hits>>> = Arc::default();
         let state = hits.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -161,13 +172,17 @@ impl FakeNxcloud {
             .lock()
             .expect("not poisoned")
             .get(path_and_query)
-            .copied()
-            .unwrap_or_default()
+            .map_or(0, |h| h.count)
     }
 
     /// Requests received in all.
     pub fn total_hits(&self) -> u32 {
-        self.hits.lock().expect("not poisoned").values().sum()
+        self.hits
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .map(|h| h.count)
+            .sum()
     }
 }
 
@@ -178,6 +193,9 @@ impl Drop for FakeNxcloud {
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
+type BoxStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync>,
+>;
 
 fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
@@ -191,7 +209,7 @@ fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Bod
         .expect("valid response")
 }
 
-fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<Body> {
+fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, Hits>>) -> Response<Body> {
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -200,9 +218,12 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
         .to_owned();
     let hit = {
         let mut hits = hits.lock().expect("not poisoned");
-        let n = hits.entry(path_and_query.clone()).or_default();
-        *n += 1;
-        *n
+        let h = hits.entry(path_and_query.clone()).or_insert(Hits {
+            count: 0,
+            first: std::time::Instant::now(),
+        });
+        h.count += 1;
+        *h
     };
     if !req.uri().path().starts_with("/recordings/") {
         return full(404, "text/plain", "not found");
@@ -212,7 +233,8 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
             .into_owned()
             .collect();
     let number = |k: &str| query.get(k).and_then(|v| v.parse::<u64>().ok());
-    if let Some(location) = query.get("redirect") {
+    let looped = query.contains_key("loop").then(|| path_and_query.clone());
+    if let Some(location) = query.get("redirect").or(looped.as_ref()) {
         return Response::builder()
             .status(302)
             .header("location", location)
@@ -226,7 +248,9 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
     if let Some(status) = number("status") {
         return full(status as u16, "text/plain", "failure on request");
     }
-    if number("fail").is_some_and(|k| u64::from(hit) <= k) {
+    let not_ready_yet = number("fail").is_some_and(|k| u64::from(hit.count) <= k)
+        || number("fail_for_ms").is_some_and(|ms| hit.first.elapsed().as_millis() < ms.into());
+    if not_ready_yet {
         return full(
             404,
             "application/xml",
@@ -240,8 +264,25 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
             "<html><body><h1>502 Bad Gateway</h1></body></html>",
         );
     }
-    let recording =
-        SampleRecording::new(number("seed").unwrap_or(1), number("size").unwrap_or(1024));
+    let content_type = query
+        .get("ctype")
+        .cloned()
+        .unwrap_or_else(|| "audio/mpeg".into());
+    let seed = number("seed").unwrap_or(1);
+    if query.contains_key("endless") {
+        // Chunked, without end: only the archiver's size limit stops it.
+        let chunk = SampleRecording::new(seed, CHUNK as u64)
+            .chunks()
+            .next()
+            .expect("one chunk");
+        let frames = stream::repeat_with(move || Ok(Frame::data(chunk.clone())));
+        return Response::builder()
+            .status(200)
+            .header("content-type", content_type)
+            .body(BodyExt::boxed(StreamBody::new(frames)))
+            .expect("valid response");
+    }
+    let recording = SampleRecording::new(seed, number("size").unwrap_or(1024));
     let cut = number("cut");
     let mut sent = 0u64;
     let frames = recording.chunks().map(move |chunk| {
@@ -256,10 +297,6 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
         sent += chunk.len() as u64;
         Ok(Frame::data(chunk))
     });
-    let content_type = query
-        .get("ctype")
-        .cloned()
-        .unwrap_or_else(|| "audio/mpeg".into());
     let delay = std::time::Duration::from_millis(number("delay_ms").unwrap_or(0));
     let frames = stream::iter(frames).then(move |frame| async move {
         if !delay.is_zero() {
@@ -267,6 +304,36 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, u32>>) -> Response<B
         }
         frame
     });
+    let frames: BoxStream = match number("bps").filter(|&n| n > 0) {
+        None => Box::pin(frames),
+        // A byte-rate cap: each chunk is split into slices sent 100 ms apart (1 s at 1 B/s).
+        Some(bps) => {
+            let slice = (bps / 10).max(1) as usize;
+            let pause = std::time::Duration::from_secs_f64(slice as f64 / bps as f64);
+            Box::pin(
+                frames
+                    .flat_map(move |frame| {
+                        let pieces: Vec<Result<Frame<Bytes>, std::io::Error>> = match frame {
+                            Ok(frame) => {
+                                let data = frame.into_data().unwrap_or_default();
+                                (0..data.len())
+                                    .step_by(slice)
+                                    .map(|i| {
+                                        Ok(Frame::data(data.slice(i..(i + slice).min(data.len()))))
+                                    })
+                                    .collect()
+                            }
+                            Err(e) => vec![Err(e)],
+                        };
+                        stream::iter(pieces)
+                    })
+                    .then(move |piece| async move {
+                        tokio::time::sleep(pause).await;
+                        piece
+                    }),
+            )
+        }
+    };
     Response::builder()
         .status(200)
         .header("content-type", content_type)

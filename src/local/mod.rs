@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod emulator;
 pub mod fake_nxcloud;
+pub mod fault_proxy;
 pub mod poller;
 pub mod server;
 
@@ -63,6 +64,8 @@ pub struct LocalOptions {
     pub drain: bool,
     /// Queue visibility timeout (the template uses 6 × the archiver's timeout).
     pub visibility_timeout_seconds: u32,
+    /// The archiver invocation's time limit, as Lambda's deadline.
+    pub function_timeout: Duration,
 }
 
 impl Default for LocalOptions {
@@ -89,6 +92,7 @@ impl Default for LocalOptions {
             lookup: Arc::new(SystemLookup),
             drain: true,
             visibility_timeout_seconds: 720,
+            function_timeout: poller::FUNCTION_TIMEOUT,
         }
     }
 }
@@ -146,6 +150,7 @@ pub struct LocalStack {
     pub recordings: FakeNxcloud,
     pub archiver: Arc<LocalArchiver>,
     pub reconciler: Arc<LocalReconciler>,
+    function_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -220,6 +225,7 @@ impl LocalStack {
                 clients.sqs.clone(),
                 queues.queue_url.clone(),
                 archiver.clone(),
+                options.function_timeout,
             )));
             let reconciler = reconciler.clone();
             tasks.push(tokio::spawn(async move {
@@ -241,6 +247,7 @@ impl LocalStack {
             recordings,
             archiver,
             reconciler,
+            function_timeout: options.function_timeout,
             tasks,
         })
     }
@@ -270,7 +277,13 @@ impl LocalStack {
 
     /// Runs one receive → archiver → delete round (tests drive the queue step by step).
     pub async fn poll_once(&self) -> Result<usize, aws_sdk_sqs::Error> {
-        poller::poll_once(&self.clients.sqs, &self.queues.queue_url, &self.archiver).await
+        poller::poll_once(
+            &self.clients.sqs,
+            &self.queues.queue_url,
+            &self.archiver,
+            self.function_timeout,
+        )
+        .await
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::warn;
 use crate::handlers::archiver::Archiver;
 use crate::ports::{JobQueue, ObjectStore, RecordStore, RecordingSource};
 
-/// The function timeout the local stack simulates (as in `template.yaml`).
+/// The function timeout the local stack simulates by default (as in `template.yaml`).
 pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Polls until the task is aborted.
@@ -20,6 +20,7 @@ pub async fn drain<S, Q, O, R>(
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     archiver: Arc<Archiver<S, Q, O, R>>,
+    function_timeout: Duration,
 ) where
     S: RecordStore,
     Q: JobQueue,
@@ -27,7 +28,7 @@ pub async fn drain<S, Q, O, R>(
     R: RecordingSource,
 {
     loop {
-        match poll_once(&sqs, &queue_url, &archiver).await {
+        match poll_once(&sqs, &queue_url, &archiver, function_timeout).await {
             Ok(_) => {}
             Err(e) => {
                 warn!(error = %e, "polling the recording queue failed");
@@ -42,6 +43,7 @@ pub async fn poll_once<S, Q, O, R>(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     archiver: &Archiver<S, Q, O, R>,
+    function_timeout: Duration,
 ) -> Result<usize, aws_sdk_sqs::Error>
 where
     S: RecordStore,
@@ -78,7 +80,7 @@ where
         event.records.push(record);
     }
     let response = archiver
-        .handle_batch(event, Some(SystemTime::now() + FUNCTION_TIMEOUT))
+        .handle_batch(event, Some(SystemTime::now() + function_timeout))
         .await;
     let failed: Vec<&str> = response
         .batch_item_failures
