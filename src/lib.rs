@@ -12,4 +12,5 @@ pub mod local;
 pub mod metrics;
 pub mod ops;
 pub mod ports;
+pub mod sim;
 pub mod telemetry;

@@ -174,7 +174,8 @@ impl Ops {
         Self::new(clients, config)
     }
 
-    async fn queue_url(&self, queue: &QueueRef) -> Result<String> {
+    /// The URL of `queue`, looked up by name when only the name is known.
+    pub async fn queue_url(&self, queue: &QueueRef) -> Result<String> {
         match queue {
             QueueRef::Url(url) => Ok(url.clone()),
             QueueRef::Name(name) => {

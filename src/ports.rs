@@ -189,6 +189,14 @@ pub enum FetchError {
     BadRedirect,
     #[error("recording host timed out")]
     Timeout,
+    #[error(
+        "recording host sent {bytes} bytes in {seconds} s, under the {min_rate} bytes/s minimum"
+    )]
+    TooSlow {
+        bytes: u64,
+        seconds: u64,
+        min_rate: u64,
+    },
     #[error("could not connect to the recording host: {0}")]
     Connect(String),
     #[error("recording download broke off: {0}")]

@@ -82,6 +82,11 @@ pub struct HttpTimeouts {
     pub connect: Duration,
     /// Longest wait for the next bytes of a response.
     pub read: Duration,
+    /// A body slower than this (bytes/s) over a whole `min_rate_window` is given up on: a host
+    /// that trickles a byte at a time never trips `read`, and would hold the invocation (and
+    /// the rest of its batch) until the function's deadline.
+    pub min_rate: u64,
+    pub min_rate_window: Duration,
 }
 
 impl Default for HttpTimeouts {
@@ -89,6 +94,9 @@ impl Default for HttpTimeouts {
         Self {
             connect: Duration::from_secs(5),
             read: Duration::from_secs(30),
+            // An MP3 at 128 kbit/s is 16 KiB per second of audio; a real host sends MB/s.
+            min_rate: 16 * 1024,
+            min_rate_window: Duration::from_secs(30),
         }
     }
 }
@@ -98,6 +106,7 @@ impl Default for HttpTimeouts {
 pub struct HttpRecordingSource {
     client: reqwest::Client,
     policy: UrlPolicy,
+    timeouts: HttpTimeouts,
 }
 
 impl HttpRecordingSource {
@@ -118,7 +127,11 @@ impl HttpRecordingSource {
             .user_agent(concat!("pns-cdr/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client configuration is valid");
-        Self { client, policy }
+        Self {
+            client,
+            policy,
+            timeouts,
+        }
     }
 }
 
@@ -156,11 +169,29 @@ impl RecordingSource for HttpRecordingSource {
                 content_type,
                 content_length: response.content_length(),
                 host: url.host_str().unwrap_or_default().to_owned(),
-                body: Box::pin(
-                    response
-                        .bytes_stream()
-                        .map(|chunk| chunk.map_err(fetch_error)),
-                ),
+                body: Box::pin(response.bytes_stream().map({
+                    let (min_rate, window) =
+                        (self.timeouts.min_rate, self.timeouts.min_rate_window);
+                    let mut window_start = tokio::time::Instant::now();
+                    let mut window_bytes = 0u64;
+                    move |chunk| {
+                        let chunk = chunk.map_err(fetch_error)?;
+                        window_bytes += chunk.len() as u64;
+                        let elapsed = window_start.elapsed();
+                        if elapsed >= window {
+                            if (window_bytes as f64) < min_rate as f64 * elapsed.as_secs_f64() {
+                                return Err(FetchError::TooSlow {
+                                    bytes: window_bytes,
+                                    seconds: elapsed.as_secs(),
+                                    min_rate,
+                                });
+                            }
+                            window_start = tokio::time::Instant::now();
+                            window_bytes = 0;
+                        }
+                        Ok(chunk)
+                    }
+                })),
             });
         }
         Err(FetchError::TooManyRedirects(MAX_REDIRECTS))

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use pns_cdr::ops::{redact_url, BodySource, Ops, OpsConfig, DEFAULT_REDRIVE_MAX};
+use pns_cdr::sim::{Simulation, SIMULATE_USAGE};
 use serde_json::Value;
 
 const USAGE: &str = "usage: pnsctl <command> [args]
@@ -11,9 +12,9 @@ const USAGE: &str = "usage: pnsctl <command> [args]
   show <id>                  print a record as JSON
   show-call <callId>         print the records of an NXCLOUD callId as a JSON array
   replay <url-with-token> (--file PATH | --s3-key KEY)
-                             POST a saved push body to the webhook, print the answer
+                             POST a saved push body to the webhook, print the answer";
 
-environment: PNS_TABLE_NAME, PNS_QUEUE_URL and PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME,
+const ENVIRONMENT: &str = "environment: PNS_TABLE_NAME, PNS_QUEUE_URL and PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME,
 AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)";
 
 fn main() {
@@ -24,11 +25,15 @@ fn main() {
     pns_cdr::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
-        return println!("{USAGE}");
+        return println!("{USAGE}\n  {SIMULATE_USAGE}\n\n{ENVIRONMENT}");
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    match runtime.block_on(run(&args)) {
+    let result = match args.as_slice() {
+        ["simulate", rest @ ..] => runtime.block_on(simulate(rest)),
+        _ => runtime.block_on(run(&args)),
+    };
+    match result {
         Ok(output) => println!("{output}"),
         Err(e) => {
             // Each cause once: an AWS error's message often repeats its source's.
@@ -42,6 +47,18 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// `pnsctl simulate`: prints the summary; a loss is an error (exit 1) after it.
+async fn simulate(args: &[&str]) -> anyhow::Result<String> {
+    let simulation = Simulation::from_args(args)?;
+    let ops = Ops::connect(OpsConfig::from_lookup(|name| std::env::var(name).ok())).await;
+    let (summary, passed) = simulation.run(&ops).await?;
+    print!("{summary}");
+    if !passed {
+        bail!("verification failed: a record or recording was lost, or work was left behind");
+    }
+    Ok(String::new())
 }
 
 /// Runs one command; returns what to print.
@@ -79,7 +96,7 @@ async fn run(args: &[&str]) -> anyhow::Result<String> {
             )
         }
         _ => bail!(
-            "unknown command or arguments: {}\n\n{USAGE}",
+            "unknown command or arguments: {}\n\n{USAGE}\n  {SIMULATE_USAGE}",
             args.join(" ")
         ),
     })

@@ -107,6 +107,20 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         // connection per function instance.
         for message in event.records {
             let message_id = message.message_id.clone().unwrap_or_default();
+            let left = deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or_default());
+            if left.is_some_and(|left| left <= self.settings.deadline_margin) {
+                // A slow neighbour used the invocation up. Not started, so nothing is noted
+                // against this job: it comes back on its own.
+                warn!(
+                    message_id,
+                    outcome = "not_started",
+                    "no time left in this invocation"
+                );
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message_id;
+                response.batch_item_failures.push(failure);
+                continue;
+            }
             let span = tracing::info_span!("recording", message_id, id = tracing::field::Empty);
             let retry = self
                 .handle_message(&message, deadline)
@@ -145,9 +159,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         let outcome = match self.archive(&job, deadline).await {
             // The last delivery: the record says why, instead of a job in the DLQ that a
             // person must read to learn it. `pnsctl rearchive` starts over when the host heals.
-            Outcome::Retry(reason) if receive_count >= MAX_DELIVERIES => {
-                Outcome::Failed(format!("gave up after {receive_count} deliveries: {reason}"))
-            }
+            Outcome::Retry(reason) if receive_count >= MAX_DELIVERIES => Outcome::Failed(format!(
+                "gave up after {receive_count} deliveries: {reason}"
+            )),
             outcome => outcome,
         };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -307,7 +321,10 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         let retryable = match &error {
             CopyError::Storage(_) | CopyError::Deadline => true,
             CopyError::Fetch(
-                FetchError::Timeout | FetchError::Connect(_) | FetchError::Body(_),
+                FetchError::Timeout
+                | FetchError::TooSlow { .. }
+                | FetchError::Connect(_)
+                | FetchError::Body(_),
             ) => true,
             CopyError::Fetch(FetchError::Status(code)) if not_ready_yet(*code) => {
                 let age = OffsetDateTime::now_utc().unix_timestamp() - received_at_epoch;

@@ -6,7 +6,8 @@
 //!
 //! `GET /recordings/<name>?size=N[&seed=S][&fail=K][&cut=M][&html=1][&status=C][&redirect=URL][&ctype=T]`
 //! - `fail=K`: the first K requests for this exact URL answer 404 (not ready yet);
-//! - `cut=M`: the connection breaks after M bytes of the body;
+//! - `cut=M`: the connection breaks after M bytes of the body (`cut_first=K`: only in the
+//!   first K requests for this exact URL);
 //! - `html=1`: a 200 HTML error page instead of audio;
 //! - `status=C`: always answer status C;
 //! - `redirect=URL`: answer 302 to URL;
@@ -283,7 +284,8 @@ fn answer<B>(req: &Request<B>, hits: &Mutex<HashMap<String, Hits>>) -> Response<
             .expect("valid response");
     }
     let recording = SampleRecording::new(seed, number("size").unwrap_or(1024));
-    let cut = number("cut");
+    let cut =
+        number("cut").filter(|_| number("cut_first").is_none_or(|k| u64::from(hit.count) <= k));
     let mut sent = 0u64;
     let frames = recording.chunks().map(move |chunk| {
         if let Some(limit) = cut {

@@ -151,9 +151,10 @@ async fn handle(
     let fault = {
         let mut state = state.lock().expect("not poisoned");
         *state.counts.entry(operation.clone()).or_default() += 1;
-        let rule = state.rules.iter_mut().find(|r| {
-            r.remaining > 0 && r.operation.as_deref().is_none_or(|op| op == operation)
-        });
+        let rule = state
+            .rules
+            .iter_mut()
+            .find(|r| r.remaining > 0 && r.operation.as_deref().is_none_or(|op| op == operation));
         let fault = rule.map(|r| {
             r.remaining -= 1;
             r.fault.clone()
@@ -294,11 +295,23 @@ mod tests {
                 req("POST", "/", Some("AmazonSQS.SendMessage")),
                 "SendMessage",
             ),
-            (req("PUT", "/b/k.mp3?partNumber=2&uploadId=x", None), "UploadPart"),
+            (
+                req("PUT", "/b/k.mp3?partNumber=2&uploadId=x", None),
+                "UploadPart",
+            ),
             (req("PUT", "/b/k.mp3", None), "PutObject"),
-            (req("POST", "/b/k.mp3?uploads", None), "CreateMultipartUpload"),
-            (req("POST", "/b/k.mp3?uploadId=x", None), "CompleteMultipartUpload"),
-            (req("DELETE", "/b/k.mp3?uploadId=x", None), "AbortMultipartUpload"),
+            (
+                req("POST", "/b/k.mp3?uploads", None),
+                "CreateMultipartUpload",
+            ),
+            (
+                req("POST", "/b/k.mp3?uploadId=x", None),
+                "CompleteMultipartUpload",
+            ),
+            (
+                req("DELETE", "/b/k.mp3?uploadId=x", None),
+                "AbortMultipartUpload",
+            ),
             (req("HEAD", "/b/k.mp3", None), "HeadObject"),
             (req("GET", "/b?uploads", None), "ListMultipartUploads"),
         ];

@@ -66,6 +66,10 @@ pub struct LocalOptions {
     pub visibility_timeout_seconds: u32,
     /// The archiver invocation's time limit, as Lambda's deadline.
     pub function_timeout: Duration,
+    /// How often the background reconciler runs (with `drain`).
+    pub reconcile_every: Duration,
+    /// The recording download's timeouts.
+    pub http_timeouts: HttpTimeouts,
 }
 
 impl Default for LocalOptions {
@@ -93,6 +97,8 @@ impl Default for LocalOptions {
             drain: true,
             visibility_timeout_seconds: 720,
             function_timeout: poller::FUNCTION_TIMEOUT,
+            reconcile_every: LOCAL_RECONCILE_EVERY,
+            http_timeouts: HttpTimeouts::default(),
         }
     }
 }
@@ -189,7 +195,7 @@ impl LocalStack {
             objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
             source: HttpRecordingSource::with_lookup(
                 policy,
-                HttpTimeouts::default(),
+                options.http_timeouts,
                 options.lookup.clone(),
             ),
             settings: options.archiver.clone(),
@@ -228,9 +234,10 @@ impl LocalStack {
                 options.function_timeout,
             )));
             let reconciler = reconciler.clone();
+            let every = options.reconcile_every;
             tasks.push(tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(LOCAL_RECONCILE_EVERY).await;
+                    tokio::time::sleep(every).await;
                     if let Err(e) = reconciler.run(time::OffsetDateTime::now_utc()).await {
                         tracing::warn!(error = %e, "reconciler run failed");
                     }
