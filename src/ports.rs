@@ -84,6 +84,8 @@ pub struct PendingRecording {
     pub url: String,
     pub key: String,
     pub received_at_epoch: i64,
+    /// When the archiver last failed a delivery of it (Unix seconds): a job is alive then.
+    pub last_attempt_epoch: Option<i64>,
 }
 
 /// The work list of the reconciler.

@@ -64,6 +64,7 @@ async fn a_pending_record_without_a_job_is_archived_after_one_run() {
         ReconcileReport {
             requeued: 1,
             overdue: 1,
+            in_retry: 0,
             failed: 0
         }
     );
@@ -177,9 +178,54 @@ async fn records_whose_job_went_to_the_dead_letter_queue_are_left_to_a_person() 
         .note_attempt(21, "HTTP 503")
         .await
         .unwrap();
-    let report = stack.reconciler.run(now).await.unwrap();
+    // Later than both attempts: neither is in a retry any more.
+    let later = now + time::Duration::seconds(2);
+    let report = stack.reconciler.run(later).await.unwrap();
     assert_eq!(report.requeued, 1);
     let jobs = drain_bodies(&stack).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["id"], 21);
+}
+
+#[tokio::test]
+async fn records_the_archiver_is_retrying_get_no_second_job() {
+    let stack = LocalStack::start(options(Duration::from_secs(600), 100))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let long_ago = now - time::Duration::hours(2);
+    orphan(
+        &stack,
+        31,
+        &stack.recordings.url("retrying", 100, ""),
+        long_ago,
+    )
+    .await;
+    orphan(
+        &stack,
+        32,
+        &stack.recordings.url("lost-job", 100, ""),
+        long_ago,
+    )
+    .await;
+    // 31's job failed a delivery just now and waits out its backoff in the queue.
+    stack
+        .archiver
+        .store
+        .note_attempt(31, "HTTP 503")
+        .await
+        .unwrap();
+    let report = stack.reconciler.run(now).await.unwrap();
+    assert_eq!(
+        report,
+        ReconcileReport {
+            requeued: 1,
+            overdue: 2,
+            in_retry: 1,
+            failed: 0
+        }
+    );
+    let jobs = drain_bodies(&stack).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["id"], 32);
 }

@@ -316,7 +316,12 @@ fn table_indexes_match_the_code() {
     included.sort_unstable();
     assert_eq!(
         included,
-        ["recordFile", "recordingAttempts", "recordingKey"]
+        [
+            "lastAttemptAt",
+            "recordFile",
+            "recordingAttempts",
+            "recordingKey"
+        ]
     );
 
     assert_eq!(

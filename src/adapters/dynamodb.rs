@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::item::{format_time, StoredRecord};
@@ -201,6 +202,11 @@ impl PendingRecords for DynamoRecordStore {
                 .await
                 .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
             for item in page.items.unwrap_or_default() {
+                let last_attempt_epoch = item
+                    .get("lastAttemptAt")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                    .map(OffsetDateTime::unix_timestamp);
                 let record: StoredRecord = serde_dynamo::from_item(item)
                     .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
                 // The index projects the URL and key; a record without them has nothing to fetch.
@@ -210,6 +216,7 @@ impl PendingRecords for DynamoRecordStore {
                         url,
                         key,
                         received_at_epoch: record.received_at_epoch.unwrap_or_default(),
+                        last_attempt_epoch,
                     });
                 }
             }

@@ -39,6 +39,8 @@ impl Default for ReconcilerSettings {
 pub struct ReconcileReport {
     pub requeued: usize,
     pub overdue: usize,
+    /// Left alone: the archiver is retrying them (a delivery failed since the cutoff).
+    pub in_retry: usize,
     /// Jobs that could not be sent (tried again next run).
     pub failed: usize,
 }
@@ -63,6 +65,12 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
             if record.received_at_epoch <= overdue_cutoff {
                 report.overdue += 1;
             }
+            // The archiver failed a delivery of it lately: its job is alive, waiting out a
+            // backoff. Another copy would only double the deliveries and use up its attempts.
+            if record.last_attempt_epoch.is_some_and(|t| t > cutoff) {
+                report.in_retry += 1;
+                continue;
+            }
             let job = RecordingJob {
                 id: record.id,
                 url: record.url,
@@ -79,6 +87,7 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
         info!(
             requeued = report.requeued,
             overdue = report.overdue,
+            in_retry = report.in_retry,
             failed = report.failed,
             "reconciler run finished"
         );

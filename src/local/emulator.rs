@@ -203,6 +203,7 @@ pub async fn create_resources(
                 .non_key_attributes("recordFile")
                 .non_key_attributes("recordingKey")
                 .non_key_attributes("recordingAttempts")
+                .non_key_attributes("lastAttemptAt")
                 .build(),
         ))
         .billing_mode(BillingMode::PayPerRequest)
