@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test lint fmt-check clippy unit template-lint bench bench-webhook bench-archiver package deploy clean
+.PHONY: help venv run demo test test-faults lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -57,13 +57,43 @@ template-lint: $(STAMP) ## Lint template.yaml: cfn-lint, sam validate --lint, ch
 
 lint: fmt-check clippy template-lint ## fmt, clippy and the template lint
 
-bench: bench-webhook bench-archiver ## All benchmarks (figures go to BENCHMARKS.md)
+# The fault matrix at 10x the load `make test` gives it, and a million hostile inputs.
+test-faults: $(STAMP) ## Fault matrix (10x load) + 1 000 000 hostile inputs; prints each verdict
+	PNS_FAULTS_SCALE=10 $(CARGO) test --test faults -- --nocapture
+	PNS_HOSTILE_CASES=1000000 $(CARGO) test --test hostile -- --nocapture
+
+FUZZ_TIME  ?= 60
+CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
+
+$(CARGO_FUZZ):
+	$(CARGO) install --root .tools cargo-fuzz --locked
+
+# Not part of `make test`. The machine's toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz
+# pass its nightly-only flags (sanitizer, coverage instrumentation).
+fuzz: $(CARGO_FUZZ) ## Coverage-guided fuzzing of the push parser and the URL policy (FUZZ_TIME s each)
+	mkdir -p fuzz/corpus/parse_push fuzz/corpus/url_policy
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run parse_push corpus/parse_push ../tests/data -- -max_total_time=$(FUZZ_TIME)
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run url_policy corpus/url_policy -- -max_total_time=$(FUZZ_TIME)
+
+bench: bench-webhook bench-cold-start bench-requests bench-throughput bench-archiver ## All benchmarks (figures go to BENCHMARKS.md)
 
 bench-webhook: ## Criterion: webhook CPU per push against serde_json parsing of the same body
 	$(CARGO) bench --bench webhook
 
-bench-archiver: $(STAMP) ## Peak RSS and time of one archiver copy per size (whole process, release build)
-	$(CARGO) build --release --quiet --bin pns-local
+# One release build for every whole-process measurement (LTO: several minutes on 2 cores).
+bench-release:
+	$(CARGO) build --release --quiet --bin webhook --bin archiver --bin pns-local --bin pns-bench
+
+bench-cold-start: $(STAMP) bench-release ## Release webhook/archiver: start to first answer, peak RSS (20 starts)
+	target/release/pns-bench cold-start --runs 20
+
+bench-requests: $(STAMP) bench-release ## AWS requests per push, counted at the emulator
+	target/release/pns-bench requests
+
+bench-throughput: $(STAMP) bench-release ## 10 000 pushes (30% duplicates, 32 concurrent) vs the emulator's raw rate
+	target/release/pns-bench throughput --pushes 10000 --duplicates 0.3 --concurrency 32
+
+bench-archiver: $(STAMP) bench-release ## Archiver MB/s and peak RSS at 10/100/500 MiB vs download floors
 	scripts/bench-archiver.sh
 
 PKG_VENV  := .venv-package

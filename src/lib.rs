@@ -5,6 +5,7 @@
 //! [`local`] runs the same handlers on an embedded AWS emulator.
 
 pub mod adapters;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod handlers;

@@ -691,11 +691,12 @@ async fn object_sha256(ops: &Ops, key: &str) -> Result<String, String> {
         .key(key)
         .send()
         .await
-        .map_err(|e| {
-            format!(
+        .map_err(|e| match e.as_service_error() {
+            Some(e) if e.is_no_such_key() => format!("object {key} is not in the bucket"),
+            _ => format!(
                 "object {key}: {}",
                 aws_sdk_s3::error::DisplayErrorContext(e)
-            )
+            ),
         })?;
     let mut body = out.body;
     let mut hasher = Sha256::new();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pns_cdr::adapters::aws::AwsClients;
+use pns_cdr::bench::requests::{self, RequestCounts};
 use pns_cdr::local::fake_nxcloud::{FakeNxcloud, SampleRecording};
 use pns_cdr::local::fault_proxy::{Fault, FaultProxy};
 use pns_cdr::local::{LocalOptions, LocalStack, LOCAL_TOKEN};
@@ -101,9 +102,8 @@ fn workload(count: usize) -> Workload {
 }
 
 async fn finish(ops: &Ops, records: &[PlannedRecord], sent: &SendReport) -> (Verification, String) {
-    let verified = verify(ops, records, sent, Duration::from_secs(90))
-        .await
-        .unwrap();
+    let settle = Duration::from_secs(60 + 30 * scale() as u64);
+    let verified = verify(ops, records, sent, settle).await.unwrap();
     let text = summary(sent, &verified);
     println!("{text}");
     (verified, text)
@@ -388,5 +388,17 @@ async fn verification_notices_one_lost_recording() {
     let (verified, text) = finish(&rig.ops, &records, &sent).await;
     assert!(!verified.passed(), "{text}");
     assert_eq!(verified.lost(), 1, "{text}");
-    assert!(text.contains("LOST recording of"), "{text}");
+    assert!(
+        text.contains("LOST recording of") && text.contains("is not in the bucket"),
+        "{text}"
+    );
+}
+
+/// The design's floor, counted at the emulator: a new push with a recording costs PutItem +
+/// SendMessage, a duplicate or a push without a recording one PutItem.
+#[tokio::test]
+async fn aws_requests_per_push_are_the_floor() {
+    let counts = requests::measure(common::options()).await.unwrap();
+    println!("{}", counts.table());
+    assert_eq!(counts, RequestCounts::floor(), "{}", counts.table());
 }

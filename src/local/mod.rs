@@ -7,6 +7,7 @@ pub mod emulator;
 pub mod fake_nxcloud;
 pub mod fault_proxy;
 pub mod poller;
+pub mod runtime_api;
 pub mod server;
 
 use std::sync::Arc;
