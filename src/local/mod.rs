@@ -71,6 +71,8 @@ pub struct LocalOptions {
     pub reconcile_every: Duration,
     /// The recording download's timeouts.
     pub http_timeouts: HttpTimeouts,
+    /// Archivers draining the queue at once (the template reserves `ArchiverConcurrency`).
+    pub pollers: usize,
 }
 
 impl Default for LocalOptions {
@@ -100,6 +102,7 @@ impl Default for LocalOptions {
             function_timeout: poller::FUNCTION_TIMEOUT,
             reconcile_every: LOCAL_RECONCILE_EVERY,
             http_timeouts: HttpTimeouts::default(),
+            pollers: 1,
         }
     }
 }
@@ -228,12 +231,14 @@ impl LocalStack {
 
         let mut tasks = vec![tokio::spawn(server::serve(listener, webhook))];
         if options.drain {
-            tasks.push(tokio::spawn(poller::drain(
-                clients.sqs.clone(),
-                queues.queue_url.clone(),
-                archiver.clone(),
-                options.function_timeout,
-            )));
+            for _ in 0..options.pollers.max(1) {
+                tasks.push(tokio::spawn(poller::drain(
+                    clients.sqs.clone(),
+                    queues.queue_url.clone(),
+                    archiver.clone(),
+                    options.function_timeout,
+                )));
+            }
             let reconciler = reconciler.clone();
             let every = options.reconcile_every;
             tasks.push(tokio::spawn(async move {
