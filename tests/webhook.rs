@@ -308,6 +308,20 @@ async fn vendor_variations_are_accepted_and_kept() {
 }
 
 #[tokio::test]
+async fn unknown_fields_dynamodb_cannot_hold_as_numbers_are_kept_as_text() {
+    let stack = stack().await;
+    // DynamoDB refuses these magnitudes; before, the put failed on every retry (503).
+    let body = r#"{"id":62,"startAt":1671440452,"recordFile":"","extensionCaller":1e200,
+        "extensionCallee":5e-324,"rating":{"score":1e100}}"#;
+    let (status, answer) = push(&stack, body).await;
+    assert_eq!(status, 200, "{answer}");
+    let item = item(&stack, 62).await.unwrap();
+    assert_eq!(item["extraFields"]["extensionCaller"], "1e+200");
+    assert_eq!(item["extraFields"]["extensionCallee"], "5e-324");
+    assert_eq!(item["extraFields"]["rating"]["score"], 1e100);
+}
+
+#[tokio::test]
 async fn empty_index_keys_do_not_block_the_record() {
     let stack = stack().await;
     let body = r#"{"id":61,"callId":"","businessId":"","startAt":1671440452,"recordFile":""}"#;

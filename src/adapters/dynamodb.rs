@@ -62,8 +62,37 @@ fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
 
+/// Deepest nesting DynamoDB stores in a document attribute.
+const MAX_DEPTH: usize = 32;
+
+/// Makes JSON that is valid to NXCLOUD's contract storable in DynamoDB, which refuses numbers
+/// outside 1e-130..1e126 in magnitude and documents nested deeper than 32 levels. Unknown
+/// fields may carry either; refused, the put would fail on every retry and the record would
+/// be lost. Such a number is kept as its JSON text; such a subtree as its JSON string.
+pub fn make_storable(value: &mut Value, depth: usize) {
+    match value {
+        Value::Number(n) => {
+            let storable = n.as_f64().is_some_and(|x| {
+                n.is_i64() || n.is_u64() || x == 0.0 || (1e-130..1e126).contains(&x.abs())
+            });
+            if !storable {
+                *value = Value::String(n.to_string());
+            }
+        }
+        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH - 1 => {
+            *value = Value::String(value.to_string());
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| make_storable(v, depth + 1)),
+        Value::Object(fields) => fields
+            .values_mut()
+            .for_each(|v| make_storable(v, depth + 1)),
+        Value::Null | Value::Bool(_) | Value::String(_) => {}
+    }
+}
+
 impl RecordStore for DynamoRecordStore {
-    async fn put_new(&self, item: Map<String, Value>) -> Result<PutOutcome, PortError> {
+    async fn put_new(&self, mut item: Map<String, Value>) -> Result<PutOutcome, PortError> {
+        item.values_mut().for_each(|v| make_storable(v, 1));
         let item = serde_dynamo::to_item(item).map_err(|e| PortError::new("PutItem", e))?;
         let result = self
             .client
@@ -227,5 +256,55 @@ impl PendingRecords for DynamoRecordStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_dynamodb_refuses_are_kept_as_text() {
+        let mut v = json!({"big": 1e200, "tiny": 5e-324, "ok": 1e100, "int": 18446744073709551615u64,
+                           "neg": -1e127, "zero": 0.0, "small": 1.5e-100});
+        make_storable(&mut v, 1);
+        assert_eq!(v["big"], json!("1e+200"));
+        assert_eq!(v["tiny"], json!("5e-324"));
+        assert_eq!(v["neg"], json!("-1e+127"));
+        assert_eq!(v["ok"], json!(1e100));
+        assert_eq!(v["int"], json!(18446744073709551615u64));
+        assert_eq!(v["zero"], json!(0.0));
+        assert_eq!(v["small"], json!(1.5e-100));
+    }
+
+    #[test]
+    fn nesting_past_dynamodbs_limit_becomes_a_json_string() {
+        let mut deep = json!("leaf");
+        for _ in 0..40 {
+            deep = json!([deep]);
+        }
+        let original = deep.clone();
+        let mut item = Map::new();
+        item.insert("extraFields".into(), json!({"deep": deep}));
+        item.values_mut().for_each(|v| make_storable(v, 1));
+        // Walk down: containers up to the limit, then one string holding the rest.
+        let mut depth = 1;
+        let mut at = &item["extraFields"];
+        while let Some(next) = at.get("deep").or_else(|| at.get(0)) {
+            at = next;
+            depth += 1;
+        }
+        assert!(depth < MAX_DEPTH, "{depth}");
+        let rest: Value = serde_json::from_str(at.as_str().unwrap()).unwrap();
+        let mut expected = &original;
+        for _ in 0..depth - 2 {
+            expected = &expected[0];
+        }
+        assert_eq!(&rest, expected);
+        assert!(
+            serde_dynamo::to_item::<_, std::collections::HashMap<String, AttributeValue>>(item)
+                .is_ok()
+        );
     }
 }
