@@ -2,9 +2,8 @@
 //! function's log, so counting costs no API call and no latency. Namespace `PnsCdr`, one
 //! dimension `Function`; the dashboard and alarms in `template.yaml` use these names.
 
+use std::io::Write;
 use std::sync::OnceLock;
-
-use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "PnsCdr";
 
@@ -26,43 +25,96 @@ impl Unit {
     }
 }
 
+/// Where [`emit`] sends its lines; chosen once per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Neither on Lambda nor asked for: nothing is built or written.
+    Off,
+    /// One line per call on stdout, where CloudWatch extracts the metrics (on Lambda, or
+    /// with `PNS_METRICS=emf`).
+    Stdout,
+    /// Every line is built, then dropped: what a benchmark uses to count the CPU cost of the
+    /// metrics without the I/O of writing them.
+    Discard,
+}
+
+static OUTPUT: OnceLock<Output> = OnceLock::new();
+
+/// Chooses the output before the first [`emit`]; after it, the choice stands and this
+/// returns the output in force as the error.
+pub fn set_output(output: Output) -> Result<(), Output> {
+    OUTPUT.set(output).map_err(|_| self::output())
+}
+
+/// The output in force: the one set, or else the environment's.
+pub fn output() -> Output {
+    *OUTPUT.get_or_init(|| {
+        let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        if on_lambda || std::env::var("PNS_METRICS").is_ok_and(|v| v == "emf") {
+            Output::Stdout
+        } else {
+            Output::Off
+        }
+    })
+}
+
 /// One EMF document for `function` with the given values.
+///
+/// Written directly rather than built as a `serde_json::Value`: it runs once per push, and a
+/// tree of small maps is a dozen allocations for one line.
 pub fn emf_line(function: &str, values: &[(&str, f64, Unit)], timestamp_ms: i64) -> String {
-    let definitions: Vec<Value> = values
-        .iter()
-        .map(|(name, _, unit)| json!({"Name": name, "Unit": unit.as_str()}))
-        .collect();
-    let mut document = Map::new();
-    document.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Function"]], "Metrics": definitions}]
-        }),
-    );
-    document.insert("Function".into(), function.into());
-    for (name, value, _) in values {
-        document.insert((*name).into(), json!(value));
+    let mut out = Vec::with_capacity(160 + 48 * values.len());
+    out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
+    write!(out, "{timestamp_ms}").expect("a Vec takes any bytes");
+    out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
+    json_string(&mut out, NAMESPACE);
+    out.extend_from_slice(b",\"Dimensions\":[[\"Function\"]],\"Metrics\":[");
+    for (i, (name, _, unit)) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Name\":");
+        json_string(&mut out, name);
+        out.extend_from_slice(b",\"Unit\":");
+        json_string(&mut out, unit.as_str());
+        out.push(b'}');
     }
-    Value::Object(document).to_string()
+    out.extend_from_slice(b"]}]},\"Function\":");
+    json_string(&mut out, function);
+    for (name, value, _) in values {
+        out.push(b',');
+        json_string(&mut out, name);
+        out.push(b':');
+        // As `json!` wrote it: shortest round-trip form, `null` for a non-finite value.
+        serde_json::to_writer(&mut out, value).expect("a float serialises");
+    }
+    out.push(b'}');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("a string serialises");
 }
 
 /// Writes the metrics to stdout on Lambda (or when `PNS_METRICS=emf`); elsewhere does nothing.
 pub fn emit(function: &str, values: &[(&str, f64, Unit)]) {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    let enabled = *ENABLED.get_or_init(|| {
-        std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
-            || std::env::var("PNS_METRICS").is_ok_and(|v| v == "emf")
-    });
-    if enabled && !values.is_empty() {
-        let now = time::OffsetDateTime::now_utc();
-        let timestamp_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        println!("{}", emf_line(function, values, timestamp_ms));
+    let output = output();
+    if output == Output::Off || values.is_empty() {
+        return;
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let timestamp_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let line = emf_line(function, values, timestamp_ms);
+    match output {
+        Output::Stdout => println!("{line}"),
+        Output::Off | Output::Discard => drop(std::hint::black_box(line)),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
 
     #[test]
@@ -87,5 +139,27 @@ mod tests {
             json!({"Name": "PushLatencyMs", "Unit": "Milliseconds"})
         );
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000i64);
+        assert_eq!(v.as_object().unwrap().len(), 4, "{line}");
+    }
+
+    #[test]
+    fn emf_document_is_json_whatever_the_values() {
+        let line = emf_line(
+            "web\"hook",
+            &[
+                ("Odd \\ \"name\"", f64::NAN, Unit::Bytes),
+                ("Big", 1e300, Unit::Count),
+            ],
+            -1,
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["Function"], "web\"hook");
+        assert_eq!(v["Odd \\ \"name\""], Value::Null);
+        assert_eq!(v["Big"], 1e300);
+        assert_eq!(v["_aws"]["Timestamp"], -1);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "Odd \\ \"name\""
+        );
     }
 }

@@ -3,8 +3,10 @@
 //! Parse, don't validate: `CallRecord::parse` is the only way to get a record, so every
 //! `CallRecord` in the program has a positive id and correctly typed fields.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -79,29 +81,6 @@ pub struct CallRecord {
 /// Longest `callId` / `businessId` accepted (they are secondary-index keys).
 pub const MAX_INDEXED_LEN: usize = 1024;
 
-const STRING_FIELDS: [&str; 10] = [
-    "businessId",
-    "customerBindId",
-    "bindId",
-    "callId",
-    "did",
-    "caller",
-    "callee",
-    "callStatusMsg",
-    "hangupCause",
-    "recordFile",
-];
-const INTEGER_FIELDS: [&str; 8] = [
-    "callStatus",
-    "duration",
-    "startAt",
-    "answerAt",
-    "hangupAt",
-    "hangupCode",
-    "hangup",
-    "id",
-];
-
 /// A parsed push: the record plus the digest that tells an exact retry from a conflicting one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedPush {
@@ -114,17 +93,26 @@ impl CallRecord {
     /// Parses a push body. Integers may arrive as JSON strings; identifier fields may arrive
     /// as JSON numbers; `null` means absent; anything else of the wrong type is rejected.
     pub fn parse(body: &[u8]) -> Result<ParsedPush, InvalidPush> {
-        let value: Value = serde_json::from_slice(body)
+        let TopLevel(fields) = serde_json::from_slice(body)
             .map_err(|e| InvalidPush::body(format!("body is not valid JSON: {e}")))?;
-        let Value::Object(mut object) = value else {
+        let Some(mut fields) = fields else {
             return Err(InvalidPush::body("body is not a JSON object"));
         };
+        // As in a JSON object parsed into a map: sorted by key, and the last of a repeated
+        // key wins (the sort is stable, so the later one is moved into the slot kept).
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        fields.dedup_by(|later, kept| {
+            let repeated = later.0 == kept.0;
+            if repeated {
+                std::mem::swap(later, kept);
+            }
+            repeated
+        });
+        // The digest is of the body as sent (before any field is normalised).
         let mut canonical = Vec::with_capacity(body.len());
-        write_canonical(&Value::Object(object.clone()), &mut canonical);
+        write_canonical_fields(&fields, &mut canonical);
         let payload_sha256 = sha256_hex(&canonical);
-        normalise(&mut object)?;
-        let record: CallRecord = serde_json::from_value(Value::Object(object))
-            .map_err(|e| InvalidPush::body(format!("body does not match the record shape: {e}")))?;
+        let record = Self::from_fields(fields)?;
         if record.id <= 0 {
             return Err(InvalidPush::field("id", "must be a positive integer"));
         }
@@ -161,42 +149,216 @@ impl CallRecord {
     }
 }
 
-/// Brings every known field to its declared type, naming the first field that cannot be.
-fn normalise(object: &mut Map<String, Value>) -> Result<(), InvalidPush> {
-    if !object.contains_key("id") || object["id"].is_null() {
-        return Err(InvalidPush::field("id", "is required"));
-    }
-    for name in INTEGER_FIELDS {
-        if let Some(v) = object.get_mut(name) {
-            if v.is_null() {
-                object.remove(name);
-                continue;
-            }
-            let n = integer(v).ok_or_else(|| {
-                InvalidPush::field(name, format!("expected an integer, got {}", kind(v)))
-            })?;
-            *v = Value::from(n);
-        }
-    }
-    for name in STRING_FIELDS {
-        if let Some(v) = object.get_mut(name) {
-            match v {
-                Value::Null => {
-                    object.remove(name);
-                }
-                Value::String(_) => {}
-                // A 64-bit id sent as a bare number is still an id: keep its exact digits.
-                Value::Number(n) if n.is_i64() || n.is_u64() => *v = Value::String(n.to_string()),
-                other => {
-                    return Err(InvalidPush::field(
-                        name,
-                        format!("expected a string, got {}", kind(other)),
-                    ))
-                }
+impl CallRecord {
+    /// Moves every declared field into its type, naming the first field that cannot be (the
+    /// integers first, in this order, then the strings); the other fields are `extra`.
+    /// Moving, not cloning, is why this is hand-written rather than `serde_json::from_value`
+    /// (whose `flatten` buffers every field).
+    fn from_fields(fields: Vec<(Key<'_>, Value)>) -> Result<Self, InvalidPush> {
+        let mut declared = Declared::default();
+        let mut extra = BTreeMap::new();
+        for (key, value) in fields {
+            if let Some(unknown) = declared.put(key, value) {
+                extra.insert(unknown.0.into_owned(), unknown.1);
             }
         }
+        if declared.get("id").is_none_or(Value::is_null) {
+            return Err(InvalidPush::field("id", "is required"));
+        }
+        let d = &mut declared;
+        let call_status = d.integer("callStatus")?;
+        let duration = d.integer("duration")?;
+        let start_at = d.integer("startAt")?;
+        let answer_at = d.integer("answerAt")?;
+        let hangup_at = d.integer("hangupAt")?;
+        let hangup_code = d.integer("hangupCode")?;
+        let hangup = d.integer("hangup")?;
+        let id = d
+            .integer("id")?
+            .ok_or_else(|| InvalidPush::field("id", "is required"))?;
+        Ok(Self {
+            id,
+            business_id: d.string("businessId")?,
+            customer_bind_id: d.string("customerBindId")?,
+            bind_id: d.string("bindId")?,
+            call_id: d.string("callId")?,
+            did: d.string("did")?,
+            caller: d.string("caller")?,
+            callee: d.string("callee")?,
+            call_status,
+            call_status_msg: d.string("callStatusMsg")?,
+            duration,
+            start_at,
+            answer_at,
+            hangup_at,
+            hangup_cause: d.string("hangupCause")?,
+            hangup_code,
+            hangup,
+            record_file: d.string("recordFile")?,
+            extra,
+        })
     }
-    Ok(())
+}
+
+/// The wire names of the fields `CallRecord` declares.
+const DECLARED_FIELDS: [&str; 18] = [
+    "id",
+    "businessId",
+    "customerBindId",
+    "bindId",
+    "callId",
+    "did",
+    "caller",
+    "callee",
+    "callStatus",
+    "callStatusMsg",
+    "duration",
+    "startAt",
+    "answerAt",
+    "hangupAt",
+    "hangupCause",
+    "hangupCode",
+    "hangup",
+    "recordFile",
+];
+
+/// The pushed values of the declared fields, by position in `DECLARED_FIELDS`.
+#[derive(Default)]
+struct Declared([Option<Value>; DECLARED_FIELDS.len()]);
+
+impl Declared {
+    fn slot(name: &str) -> Option<usize> {
+        DECLARED_FIELDS.iter().position(|k| *k == name)
+    }
+
+    /// Keeps the value of a declared field; hands back any other.
+    fn put<'a>(&mut self, key: Key<'a>, value: Value) -> Option<(Key<'a>, Value)> {
+        match Self::slot(&key) {
+            Some(i) => {
+                self.0[i] = Some(value);
+                None
+            }
+            None => Some((key, value)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        Self::slot(name).and_then(|i| self.0[i].as_ref())
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        Self::slot(name).and_then(|i| self.0[i].take())
+    }
+
+    /// Absent or `null` is `None`; otherwise it must be an [`integer`].
+    fn integer(&mut self, name: &str) -> Result<Option<i64>, InvalidPush> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => integer(&v).map(Some).ok_or_else(|| {
+                InvalidPush::field(name, format!("expected an integer, got {}", kind(&v)))
+            }),
+        }
+    }
+
+    /// Absent or `null` is `None`.
+    fn string(&mut self, name: &str) -> Result<Option<String>, InvalidPush> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            // A 64-bit id sent as a bare number is still an id: keep its exact digits.
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(other) => Err(InvalidPush::field(
+                name,
+                format!("expected a string, got {}", kind(&other)),
+            )),
+        }
+    }
+}
+
+/// A key of the pushed object: borrowed from the body unless it holds an escape.
+type Key<'a> = Cow<'a, str>;
+
+/// The pushed body's top level: its fields in arrival order, or `None` when the body is JSON
+/// but not an object. Parsed by hand so that keys are not copied and no map is built just to
+/// be taken apart again; values are ordinary `serde_json::Value`s.
+struct TopLevel<'a>(Option<Vec<(Key<'a>, Value)>>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Room for the documented fields, so a usual push needs one allocation here.
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(DECLARED_FIELDS.len()));
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            fields.push((key, map.next_value::<Value>()?));
+        }
+        Ok(TopLevel(Some(fields)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Still read to the end: a broken array is invalid JSON, not merely "not an object".
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopLevel(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
 }
 
 /// An integer from a JSON integer or a string holding one (`"1"`, `" 42 "`); floats, booleans
@@ -225,20 +387,7 @@ fn kind(v: &Value) -> &'static str {
 /// sender's key order or on which map type serde_json was built with.
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k).expect("a string serialises");
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_canonical_object(map, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -253,9 +402,46 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// A nested object: its keys sorted here.
+fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    write_canonical_entries(entries.into_iter(), out);
+}
+
+/// The top level: fields already sorted by key, without repeats.
+fn write_canonical_fields(fields: &[(Key<'_>, Value)], out: &mut Vec<u8>) {
+    write_canonical_entries(fields.iter().map(|(k, v)| (k.as_ref(), v)), out);
+}
+
+fn write_canonical_entries<'a, K: AsRef<str>>(
+    entries: impl Iterator<Item = (K, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k.as_ref()).expect("a string serialises");
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    // As `hex::encode` writes it, without its char-by-char collect (once per push).
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(64);
+    for byte in Sha256::digest(bytes) {
+        out.extend([
+            DIGITS[usize::from(byte >> 4)],
+            DIGITS[usize::from(byte & 0xf)],
+        ]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]
@@ -339,6 +525,64 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn reads_the_body_as_a_json_map_would() {
+        // A repeated key: the last one wins, for the record and for the digest alike.
+        let twice = CallRecord::parse(br#"{"id":1,"x":1,"id":2,"x":{"a":2}}"#).unwrap();
+        let once = CallRecord::parse(br#"{"x":{"a":2},"id":2}"#).unwrap();
+        assert_eq!(twice, once);
+        assert_eq!(once.record.extra["x"]["a"], 2);
+        // Escaped keys are the same keys.
+        let escaped = CallRecord::parse(br#"{"\u0069d":2,"x":{"a":2}}"#).unwrap();
+        assert_eq!(escaped, once);
+        for body in [
+            &b"true"[..],
+            b"1",
+            b"-1.5",
+            b"\"s\"",
+            b"null",
+            b"[1,{}]",
+            b" [] ",
+        ] {
+            let err = CallRecord::parse(body).unwrap_err();
+            assert_eq!(err.message, "body is not a JSON object", "{body:?}");
+        }
+        for body in [&b"[1,"[..], b"[1]x", b"{\"id\":1", b"", b"{\"id\":1}{}"] {
+            let err = CallRecord::parse(body).unwrap_err();
+            assert!(
+                err.message.starts_with("body is not valid JSON: "),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_digest_is_hex_encode() {
+        for body in [&b""[..], b"abc", EXAMPLE.as_bytes()] {
+            assert_eq!(sha256_hex(body), hex::encode(Sha256::digest(body)));
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_across_versions() {
+        // Stored records carry this digest and a retry is compared against it: were the
+        // canonical form to change, every retry of an older record would look like a conflict.
+        let example = CallRecord::parse(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(
+            example.payload_sha256,
+            "8da218d93a585d9901e3b1739d0b95786509a34e0059210df1f1756f67f5007d"
+        );
+        let odd = CallRecord::parse(
+            r#"{"z":null,"nested":{"b":[1,1.5,"é"],"a":true},"id":"7","callId":1604763745256783872}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            odd.payload_sha256,
+            "67770e14ccd86b65e5cf6ccade23456ca72e5ea78ca4b39ca14a502c6952522b"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Recording jobs: the queue message, the archive state machine and the S3 key rules.
 
+use std::fmt::Write;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -72,19 +74,39 @@ pub fn recording_key(
         .filter(|t| *t > 0)
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
         .unwrap_or(received_at);
-    format!(
-        "{RECORDINGS_PREFIX}{:04}/{:02}/{:02}/{id}.{}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
-        extension(url)
-    )
+    // As `format!("{RECORDINGS_PREFIX}{year:04}/{month:02}/{day:02}/{id}.{ext}")` would
+    // write it; by hand because padded `format!` took twice the instructions, once per push.
+    let mut key = String::with_capacity(RECORDINGS_PREFIX.len() + 32);
+    key.push_str(RECORDINGS_PREFIX);
+    match u32::try_from(date.year()) {
+        Ok(year) => push_padded(&mut key, year, 4),
+        Err(_) => write!(key, "{:04}", date.year()).expect("a String takes any text"),
+    }
+    key.push('/');
+    push_padded(&mut key, u8::from(date.month()).into(), 2);
+    key.push('/');
+    push_padded(&mut key, date.day().into(), 2);
+    write!(key, "/{id}.{}", extension(url)).expect("a String takes any text");
+    key
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut String, n: u32, width: u32) {
+    let mut unit = 10u64.pow(width.saturating_sub(1));
+    while unit * 10 <= u64::from(n) {
+        unit *= 10;
+    }
+    while unit > 0 {
+        let digit = (u64::from(n) / unit % 10) as u8;
+        out.push(char::from(b'0' + digit));
+        unit /= 10;
+    }
 }
 
 /// `wav` for WAV URLs, `mp3` otherwise (NXCLOUD's documented format).
 fn extension(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    if path.to_ascii_lowercase().ends_with(".wav") {
+    let path = url.split(['?', '#']).next().unwrap_or_default().as_bytes();
+    if path.len() >= 4 && path[path.len() - 4..].eq_ignore_ascii_case(b".wav") {
         "wav"
     } else {
         "mp3"
@@ -122,6 +144,26 @@ mod tests {
             recording_key(7, None, received, "https://h/a.WAV?sig=1"),
             "recordings/2030/01/01/7.wav"
         );
+    }
+
+    #[test]
+    fn key_is_written_as_format_would() {
+        for (unix, id) in [(1, 1), (86_400 * 40, i64::MAX), (253_402_300_799, -5)] {
+            let date = OffsetDateTime::from_unix_timestamp(unix).unwrap();
+            let expected = format!(
+                "recordings/{:04}/{:02}/{:02}/{id}.mp3",
+                date.year(),
+                u8::from(date.month()),
+                date.day()
+            );
+            assert_eq!(recording_key(id, Some(unix), date, "x"), expected);
+        }
+        let mut s = String::new();
+        for (n, width) in [(0, 4), (7, 2), (12, 2), (123, 2), (u32::MAX, 4)] {
+            s.clear();
+            push_padded(&mut s, n, width);
+            assert_eq!(s, format!("{n:0width$}", width = width as usize));
+        }
     }
 
     #[test]

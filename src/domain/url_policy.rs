@@ -4,6 +4,7 @@
 //! run on the URL (webhook and archiver, every redirect hop); `check_ip` runs on every address
 //! the archiver's resolver returns, so the address connected to is the address checked.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
@@ -119,12 +120,18 @@ impl UrlPolicy {
             return Err(UrlRefused::Scheme(url.scheme().to_owned()));
         }
         let host = match url.host() {
-            Some(Host::Domain(d)) => d.trim_end_matches('.').to_ascii_lowercase(),
+            Some(Host::Domain(d)) => d.trim_end_matches('.'),
             Some(Host::Ipv4(_) | Host::Ipv6(_)) => return Err(UrlRefused::IpLiteral),
             None => return Err(UrlRefused::Malformed),
         };
+        // The URL parser lower-cases `https` hosts already: copy only if it did not.
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        };
         if !self.hosts.iter().any(|p| p.matches(&host)) {
-            return Err(UrlRefused::HostNotAllowed(host));
+            return Err(UrlRefused::HostNotAllowed(host.into_owned()));
         }
         match url.port() {
             None | Some(443) => Ok(()),

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::domain::auth::{presented_token, AuthError, SharedAuthenticator};
 use crate::domain::cdr::{sha256_hex, CallRecord, InvalidPush, ParsedPush};
-use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
+use crate::domain::item::{format_time, into_record_item, RecordingPlan, StoredRecord};
 use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
 };
@@ -66,6 +66,13 @@ impl Answer {
         warn!(error = %e, outcome = "unavailable", "storage failed; NXCLOUD will retry");
         Self::error(503, "unavailable", "storage is unavailable, retry later")
     }
+}
+
+/// What the duplicate path needs of a push already moved into its item.
+struct Pushed<'a> {
+    id: i64,
+    call_id: &'a str,
+    payload_sha256: &'a str,
 }
 
 /// Tunables of the webhook.
@@ -174,7 +181,6 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
     ) -> Answer {
         let record = &push.record;
         let id = record.id;
-        let call_id = record.call_id.as_deref().unwrap_or_default();
         let plan = match record.recording_url() {
             None => RecordingPlan::None,
             Some(url) => match self.policy.check_url(url) {
@@ -186,7 +192,14 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 },
             },
         };
-        let mut item = record_item(&push, received_at, &plan);
+        // What is still needed once the push has moved into the item.
+        let job_url = match plan {
+            RecordingPlan::Pending { .. } => record.recording_url().map(str::to_owned),
+            _ => None,
+        };
+        let call_id = record.call_id.clone().unwrap_or_default();
+        let payload_sha256 = push.payload_sha256.clone();
+        let mut item = into_record_item(push, received_at, &plan);
         if let Some(retention) = self.settings.retention {
             let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
             item.insert(EXPIRES_AT_ATTRIBUTE.into(), expires_at.into());
@@ -194,14 +207,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         match self.store.put_new(item).await {
             Err(e) => Answer::unavailable(&e),
             Ok(PutOutcome::Created) => {
-                if let (RecordingPlan::Pending { key }, Some(url)) = (&plan, record.recording_url())
-                {
-                    let job = RecordingJob {
-                        id,
-                        url: url.to_owned(),
-                        key: key.clone(),
-                    };
-                    if let Err(e) = self.queue.send(&job).await {
+                let recording = plan.status();
+                if let (RecordingPlan::Pending { key }, Some(url)) = (plan, job_url) {
+                    if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
                         // The record is stored as PENDING: the retry takes the duplicate path
                         // and enqueues again.
                         return Answer::unavailable(&e);
@@ -211,13 +219,18 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     id,
                     call_id,
                     outcome = "created",
-                    recording = plan.status().as_str(),
+                    recording = recording.as_str(),
                     "push stored"
                 );
                 Answer::ok(id, false)
             }
             Ok(PutOutcome::Duplicate(stored)) => {
-                self.duplicate(body, &push, stored, received_at).await
+                let push = Pushed {
+                    id,
+                    call_id: &call_id,
+                    payload_sha256: &payload_sha256,
+                };
+                self.duplicate(body, push, stored, received_at).await
             }
         }
     }
@@ -225,13 +238,16 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
     async fn duplicate(
         &self,
         body: &[u8],
-        push: &ParsedPush,
+        push: Pushed<'_>,
         stored: StoredRecord,
         received_at: OffsetDateTime,
     ) -> Answer {
-        let id = push.record.id;
-        let call_id = push.record.call_id.as_deref().unwrap_or_default();
-        let conflict = stored.payload_sha256.as_deref() != Some(push.payload_sha256.as_str());
+        let Pushed {
+            id,
+            call_id,
+            payload_sha256,
+        } = push;
+        let conflict = stored.payload_sha256.as_deref() != Some(payload_sha256);
         if conflict {
             let meta = ObjectMeta {
                 content_type: "application/json".into(),
@@ -244,7 +260,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     ),
                 ],
             };
-            let key = conflict_key(id, &push.payload_sha256);
+            let key = conflict_key(id, payload_sha256);
             if let Err(e) = self
                 .objects
                 .put(&key, Bytes::copy_from_slice(body), &meta)
