@@ -38,6 +38,9 @@ pub enum PutOutcome {
     Created,
     /// The id was already stored; this is the stored item as it was.
     Duplicate(StoredRecord),
+    /// The store refuses the item as invalid, and would on every retry (DynamoDB's
+    /// ValidationException): the body must be kept elsewhere, not retried.
+    Refused(String),
 }
 
 /// A recording copied to the bucket, as recorded on the call record.

@@ -1,6 +1,6 @@
 //! The record store over DynamoDB: one conditional write per state change.
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -112,6 +112,9 @@ impl RecordStore for DynamoRecordStore {
                         serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
                     Ok(PutOutcome::Duplicate(stored))
                 }
+                other if other.code() == Some("ValidationException") => Ok(PutOutcome::Refused(
+                    other.message().unwrap_or("ValidationException").to_owned(),
+                )),
                 other => Err(PortError::new("PutItem", other)),
             },
             Err(e) => Err(PortError::new("PutItem", e)),

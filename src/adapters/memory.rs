@@ -33,6 +33,8 @@ pub struct MemoryRecordStore {
     pub items: Mutex<HashMap<i64, Map<String, Value>>>,
     pub writes: AtomicUsize,
     pub fail_next: AtomicUsize,
+    /// Puts to refuse as invalid, as DynamoDB's ValidationException does.
+    pub refuse_next: AtomicUsize,
 }
 
 impl MemoryRecordStore {
@@ -65,6 +67,13 @@ impl MemoryRecordStore {
 impl RecordStore for MemoryRecordStore {
     async fn put_new(&self, item: Map<String, Value>) -> Result<PutOutcome, PortError> {
         injected("PutItem", &self.fail_next)?;
+        if self
+            .refuse_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Ok(PutOutcome::Refused("injected: item refused".into()));
+        }
         let id = item
             .get("id")
             .and_then(Value::as_i64)

@@ -224,6 +224,16 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 );
                 Answer::ok(id, false)
             }
+            Ok(PutOutcome::Refused(reason)) => {
+                // Valid to the contract, unstorable as an item: a retry would be refused too,
+                // so keep the body now and say why.
+                let why = InvalidPush {
+                    field: None,
+                    message: format!("the table refused the record: {reason}"),
+                };
+                self.quarantine(body, &why, received_at, 422, "unstorable_record")
+                    .await
+            }
             Ok(PutOutcome::Duplicate(stored)) => {
                 let push = Pushed {
                     id,
@@ -449,6 +459,19 @@ mod tests {
         // NXCLOUD's retry then stores it.
         assert_eq!(w.handle(push(&body(1, 5))).await.status, 200);
         assert_eq!(w.queue.jobs.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_record_the_table_refuses_is_quarantined_and_answered_422() {
+        let w = webhook();
+        w.store.refuse_next.store(1, Ordering::SeqCst);
+        let answer = w.handle(push(&body(2, 5))).await;
+        assert_eq!(answer.status, 422, "{}", answer.body);
+        assert_eq!(answer.body["error"], "unstorable_record");
+        let key = answer.body["quarantineKey"].as_str().unwrap();
+        let objects = w.objects.objects.lock().unwrap();
+        assert_eq!(objects[key].0.as_ref(), body(2, 5).as_slice());
+        assert!(w.queue.jobs.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
