@@ -504,6 +504,13 @@ pub async fn verify(
     let dead_letter_url = ops.queue_url(&ops.dead_letter_queue).await?;
     let deadline = Instant::now() + settle;
     let stored = loop {
+        // Queue depth is one cheap call; the table scan is not, and polling it while the
+        // archiver works would slow the emulator it shares. Scan once the queues are quiet.
+        let queued = depth(ops, &queue_url).await? + depth(ops, &dead_letter_url).await?;
+        if queued > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         let stored = stored_records(ops, records).await?;
         let unsettled = records.iter().any(|r| {
             r.recording.is_some()

@@ -108,12 +108,17 @@ pub async fn measure(
     );
 
     // Then archive everything and verify, outside the measured time.
-    let drain = tokio::spawn(poller::drain(
-        stack.clients.sqs.clone(),
-        stack.queues.queue_url.clone(),
-        stack.archiver.clone(),
-        poller::FUNCTION_TIMEOUT,
-    ));
+    // Five archivers, as the template's ArchiverConcurrency.
+    let drains: Vec<_> = (0..5)
+        .map(|_| {
+            tokio::spawn(poller::drain(
+                stack.clients.sqs.clone(),
+                stack.queues.queue_url.clone(),
+                stack.archiver.clone(),
+                poller::FUNCTION_TIMEOUT,
+            ))
+        })
+        .collect();
     let ops = Ops::new(
         stack.clients.clone(),
         OpsConfig {
@@ -125,7 +130,7 @@ pub async fn measure(
         },
     );
     let verified = sim::verify(&ops, &records, &sent, Duration::from_secs(900)).await?;
-    drain.abort();
+    drains.iter().for_each(|d| d.abort());
     Ok(Throughput {
         pushes: sent.pushes as usize,
         concurrency,

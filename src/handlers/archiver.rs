@@ -109,6 +109,11 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             let message_id = message.message_id.clone().unwrap_or_default();
             let left = deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or_default());
             if left.is_some_and(|left| left <= self.settings.deadline_margin) {
+                // A job whose record is already decided (a duplicate job) is done: returning
+                // it would only spend its deliveries and end it in the DLQ.
+                if self.already_decided(&message).await {
+                    continue;
+                }
                 // A slow neighbour used the invocation up. Not started, so nothing is noted
                 // against this job: it comes back on its own.
                 warn!(
@@ -133,6 +138,22 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             }
         }
         response
+    }
+
+    /// The job's record exists no more or is no longer PENDING (one quick read).
+    async fn already_decided(&self, message: &SqsMessage) -> bool {
+        let Some(Ok(job)) = message
+            .body
+            .as_deref()
+            .map(serde_json::from_str::<RecordingJob>)
+        else {
+            return false;
+        };
+        match self.store.get(job.id).await {
+            Ok(Some(stored)) => stored.status() != Some(RecordingStatus::Pending),
+            Ok(None) => true,
+            Err(_) => false,
+        }
     }
 
     /// Returns `true` when the message must be delivered again.
