@@ -106,6 +106,13 @@ pub async fn measure(
         sent.percentile(50.0),
         sent.percentile(99.0),
     );
+    // Shown before archiving and verification, which take far longer on the emulator.
+    eprintln!(
+        "measured: floor {:.0} pushes/s, webhook {:.0} pushes/s ({:.2}); archiving and verifying",
+        raw.0,
+        webhook.0,
+        webhook.0 / raw.0.max(1e-9)
+    );
 
     // Then archive everything and verify, outside the measured time.
     // Five archivers, as the template's ArchiverConcurrency.
