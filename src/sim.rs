@@ -165,6 +165,13 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i as u64 + 1) as usize);
+        }
+    }
 }
 
 /// A realistic push body: an answered call with a recording, or an unanswered one without.
@@ -318,16 +325,21 @@ pub struct SendReport {
 
 impl SendReport {
     pub fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
-        self.latencies[rank.min(self.latencies.len() - 1)]
+        percentile(&self.latencies, p)
     }
 
     pub fn pushes_per_second(&self) -> f64 {
         self.pushes as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// The `p`th percentile (nearest rank) of sorted latencies; zero when there are none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return Duration::ZERO;
+    };
+    let rank = ((p / 100.0) * last as f64).round() as usize;
+    sorted[rank.min(last)]
 }
 
 /// Sends every push of `records`, NXCLOUD-style; returns when each was accepted or given up.
@@ -358,10 +370,7 @@ pub async fn send(records: &[PlannedRecord], delivery: &Delivery) -> Result<Send
         }
     }
     // Fisher–Yates: duplicates arrive interleaved, sometimes at once, as retries do.
-    let mut rng = Rng::new(delivery.seed);
-    for i in (1..sends.len()).rev() {
-        sends.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    Rng::new(delivery.seed).shuffle(&mut sends);
 
     let started = Instant::now();
     let attempts = AtomicU64::new(0);

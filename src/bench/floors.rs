@@ -17,17 +17,27 @@ use crate::local::demo::peak_rss_kib;
 use crate::local::emulator::{create_resources, ResourceNames};
 use crate::local::fake_nxcloud::FakeNxcloud;
 
-/// Downloads `size` bytes and drops them; prints what `archive-one` prints.
-pub async fn download(size: u64) -> anyhow::Result<()> {
-    let host = FakeNxcloud::start(0).await?;
-    let client = reqwest::Client::builder().no_proxy().build()?;
-    let started = Instant::now();
-    let mut body = client
+/// Requests a recording of `size` bytes from `host` and returns its body.
+async fn open_recording(
+    client: &reqwest::Client,
+    host: &FakeNxcloud,
+    size: u64,
+) -> anyhow::Result<impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>>> {
+    Ok(client
         .get(host.url("floor", size, ""))
         .send()
         .await?
         .error_for_status()?
-        .bytes_stream();
+        .bytes_stream())
+}
+
+/// Downloads `size` bytes and drops them; prints what `archive-one` prints.
+pub async fn download(size: u64) -> anyhow::Result<()> {
+    // Host and client (which loads the TLS roots) are ready before the timing starts.
+    let host = FakeNxcloud::start(0).await?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let started = Instant::now();
+    let mut body = open_recording(&client, &host, size).await?;
     let mut bytes = 0u64;
     while let Some(chunk) = body.next().await {
         bytes += chunk?.len() as u64;
@@ -43,16 +53,12 @@ pub async fn copy(size: u64) -> anyhow::Result<()> {
     let names = ResourceNames::suffixed(&format!("floor-{}", std::process::id()));
     create_resources(&clients, &names, 720).await?;
     let (s3, bucket, key) = (&clients.s3, &names.bucket, "floor.mp3");
+    // Host and client (which loads the TLS roots) are ready before the timing starts.
     let host = FakeNxcloud::start(0).await?;
     let client = reqwest::Client::builder().no_proxy().build()?;
 
     let started = Instant::now();
-    let mut body = client
-        .get(host.url("floor", size, ""))
-        .send()
-        .await?
-        .error_for_status()?
-        .bytes_stream();
+    let mut body = open_recording(&client, &host, size).await?;
     let mut buffer = BytesMut::with_capacity(PART_SIZE);
     let mut upload_id = None;
     let mut parts = Vec::new();

@@ -186,10 +186,7 @@ async fn raw_floor(
             requests.push(request.clone());
         }
     }
-    let mut rng = sim::Rng::new(11);
-    for i in (1..requests.len()).rev() {
-        requests.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    sim::Rng::new(11).shuffle(&mut requests);
     let (dynamodb, sqs) = (&stack.clients.dynamodb, &stack.clients.sqs);
     let (table, queue_url) = (&names.table, &queues.queue_url);
     let started = Instant::now();
@@ -237,10 +234,9 @@ async fn raw_floor(
     let elapsed = started.elapsed();
     let mut latencies = results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     latencies.sort();
-    let at = |p: f64| latencies[((p / 100.0) * (latencies.len() - 1) as f64).round() as usize];
     Ok((
         latencies.len() as f64 / elapsed.as_secs_f64(),
-        at(50.0),
-        at(99.0),
+        sim::percentile(&latencies, 50.0),
+        sim::percentile(&latencies, 99.0),
     ))
 }
