@@ -104,11 +104,22 @@ fn workload(count: usize) -> Workload {
     }
 }
 
+/// Prints a scenario's figures under its name: the scenarios run in parallel, and
+/// `make test-faults` shows their output.
+fn report(text: &str) {
+    // libtest names each test's thread after the test.
+    let scenario = std::thread::current()
+        .name()
+        .unwrap_or("scenario")
+        .to_owned();
+    println!("=== {scenario}\n{text}");
+}
+
 async fn finish(ops: &Ops, records: &[PlannedRecord], sent: &SendReport) -> (Verification, String) {
     let settle = Duration::from_secs(60 + 30 * scale() as u64);
     let verified = verify(ops, records, sent, settle).await.unwrap();
     let text = summary(sent, &verified);
-    println!("{text}");
+    report(&text);
     (verified, text)
 }
 
@@ -356,7 +367,7 @@ async fn the_simulator_exits_non_zero_when_one_record_is_lost() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}{stderr}");
+    report(&format!("{stdout}{stderr}"));
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("MISSING records: "), "{stdout}");
     assert!(stdout.contains("lost      1\n"), "{stdout}");
@@ -403,6 +414,6 @@ async fn verification_notices_one_lost_recording() {
 #[tokio::test]
 async fn aws_requests_per_push_are_the_floor() {
     let counts = requests::measure(common::options()).await.unwrap();
-    println!("{}", counts.table());
+    report(&counts.table());
     assert_eq!(counts, RequestCounts::floor(), "{}", counts.table());
 }
