@@ -139,11 +139,12 @@ def patch_moto_sqs() -> None:
 def serialise_queue_state(models) -> None:  # type: ignore[no-untyped-def]
     """Run SQS calls that touch a queue's messages one at a time.
 
-    moto's server is threaded and its SQS model has no lock. Measured with five concurrent
-    pollers: ReceiveMessage failed with 500 ("Set changed size during iteration") after it
-    had already marked messages received, so they stayed invisible for the whole visibility
-    timeout; and DeleteMessage rebuilds the message list, so a message sent at the same
-    moment could vanish. Long polls wait outside the lock, so sends are never held up.
+    moto's server is threaded and its SQS model has no lock. Seen with five concurrent
+    pollers: ReceiveMessage failing with 500 (``list.remove(x): x not in list``), and, in a
+    10 000-push run, 94 messages left invisible for the whole visibility timeout, as a
+    receive that fails after marking messages received leaves them. From the code:
+    DeleteMessage rebuilds the message list, so a message sent at that moment can vanish.
+    Long polls wait outside the lock, so sends are never held up by them.
     """
     import functools
 
