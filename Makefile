@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test test-faults lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
+.PHONY: help venv run demo test test-faults emulator-check lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -28,10 +28,14 @@ run: $(STAMP) ## Run the whole system locally on the embedded AWS emulator (Ctrl
 demo: $(STAMP) ## Start the stack, push the samples in events/, show what landed, stop
 	$(CARGO) run --quiet --bin pns-local -- demo
 
-test: $(STAMP) fmt-check clippy template-lint ## Everything CI checks
+test: $(STAMP) fmt-check clippy template-lint emulator-check ## Everything CI checks
 	@# Benches run once each as a smoke test, first, so the test summary closes the log.
 	$(CARGO) test --benches
 	$(CARGO) test --lib --bins --tests
+
+# scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
+emulator-check: $(STAMP)
+	$(VENV)/bin/python scripts/check_emulator_patch.py
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
