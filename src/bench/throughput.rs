@@ -116,16 +116,13 @@ pub async fn measure(
 
     // Then archive everything and verify, outside the measured time.
     // Five archivers, as the template's ArchiverConcurrency.
-    let drains: Vec<_> = (0..5)
-        .map(|_| {
-            tokio::spawn(poller::drain(
-                stack.clients.sqs.clone(),
-                stack.queues.queue_url.clone(),
-                stack.archiver.clone(),
-                poller::FUNCTION_TIMEOUT,
-            ))
-        })
-        .collect();
+    let drains = poller::spawn_drains(
+        5,
+        &stack.clients.sqs,
+        &stack.queues.queue_url,
+        &stack.archiver,
+        poller::FUNCTION_TIMEOUT,
+    );
     let ops = Ops::new(
         stack.clients.clone(),
         OpsConfig {

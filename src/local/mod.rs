@@ -231,14 +231,13 @@ impl LocalStack {
 
         let mut tasks = vec![tokio::spawn(server::serve(listener, webhook))];
         if options.drain {
-            for _ in 0..options.pollers.max(1) {
-                tasks.push(tokio::spawn(poller::drain(
-                    clients.sqs.clone(),
-                    queues.queue_url.clone(),
-                    archiver.clone(),
-                    options.function_timeout,
-                )));
-            }
+            tasks.extend(poller::spawn_drains(
+                options.pollers,
+                &clients.sqs,
+                &queues.queue_url,
+                &archiver,
+                options.function_timeout,
+            ));
             let reconciler = reconciler.clone();
             let every = options.reconcile_every;
             tasks.push(tokio::spawn(async move {

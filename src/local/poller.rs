@@ -38,6 +38,33 @@ pub async fn drain<S, Q, O, R>(
     }
 }
 
+/// Starts `count` pollers (at least one) on the queue, as Lambda runs several archivers at
+/// once; each runs until its task is aborted.
+pub fn spawn_drains<S, Q, O, R>(
+    count: usize,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    archiver: &Arc<Archiver<S, Q, O, R>>,
+    function_timeout: Duration,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    S: RecordStore + 'static,
+    Q: JobQueue + 'static,
+    O: ObjectStore + 'static,
+    R: RecordingSource + 'static,
+{
+    (0..count.max(1))
+        .map(|_| {
+            tokio::spawn(drain(
+                sqs.clone(),
+                queue_url.to_owned(),
+                archiver.clone(),
+                function_timeout,
+            ))
+        })
+        .collect()
+}
+
 /// One receive + invoke + delete round; returns how many messages were received.
 pub async fn poll_once<S, Q, O, R>(
     sqs: &aws_sdk_sqs::Client,
