@@ -22,26 +22,32 @@ $(STAMP): requirements-dev.txt
 
 venv: $(STAMP) ## Create .venv with the pinned emulator (moto) and cfn-lint
 
+# The harness crate (dev/) runs the shipped handlers; `-p` keeps its extra features out of
+# the shipped crate's own builds.
+DEV := -p pns-cdr-dev
+
 run: $(STAMP) ## Run the whole system locally on the embedded AWS emulator (Ctrl-C stops it)
-	$(CARGO) run --quiet --bin pns-local -- run
+	$(CARGO) run --quiet $(DEV) --bin pns-local -- run
 
 demo: $(STAMP) ## Start the stack, push the samples in events/, show what landed, stop
-	$(CARGO) run --quiet --bin pns-local -- demo
+	$(CARGO) run --quiet $(DEV) --bin pns-local -- demo
 
 test: $(STAMP) fmt-check clippy template-lint emulator-check ## Everything CI checks
 	@# Benches run once each as a smoke test, first, so the test summary closes the log.
-	$(CARGO) test --benches
-	$(CARGO) test --lib --bins --tests
+	$(CARGO) test --workspace --benches
+	@# The tests run the shipped pnsctl binary, which Cargo builds for its own package only.
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --lib --tests
 
-# scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
+# dev/scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
 emulator-check: $(STAMP)
-	$(VENV)/bin/python scripts/check_emulator_patch.py
+	$(VENV)/bin/python dev/scripts/check_emulator_patch.py
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Offline, no AWS credentials: sam validate --lint only runs cfn-lint (telemetry off), and
 # checkov neither downloads its mappings nor scans packages. checkov pins boto3==1.35.49 and
@@ -63,8 +69,8 @@ lint: fmt-check clippy template-lint ## fmt, clippy and the template lint
 
 # The fault matrix at 10x the load `make test` gives it, and a million hostile inputs.
 test-faults: $(STAMP) ## Fault matrix (10x load) + 1 000 000 hostile inputs; prints each verdict
-	PNS_FAULTS_SCALE=10 $(CARGO) test --test faults -- --nocapture
-	PNS_HOSTILE_CASES=1000000 $(CARGO) test --test hostile -- --nocapture
+	PNS_FAULTS_SCALE=10 $(CARGO) test $(DEV) --test it -- faults:: --nocapture
+	PNS_HOSTILE_CASES=1000000 $(CARGO) test $(DEV) --test it -- hostile:: --nocapture
 
 FUZZ_TIME  ?= 60
 CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
@@ -76,7 +82,7 @@ $(CARGO_FUZZ):
 # pass its nightly-only flags (sanitizer, coverage instrumentation).
 fuzz: $(CARGO_FUZZ) ## Coverage-guided fuzzing of the push parser and the URL policy (FUZZ_TIME s each)
 	mkdir -p fuzz/corpus/parse_push fuzz/corpus/url_policy
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run parse_push corpus/parse_push ../tests/data -- -max_total_time=$(FUZZ_TIME)
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run parse_push corpus/parse_push ../events/bodies -- -max_total_time=$(FUZZ_TIME)
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run url_policy corpus/url_policy -- -max_total_time=$(FUZZ_TIME)
 
 bench: bench-webhook bench-cold-start bench-requests bench-throughput bench-archiver ## All benchmarks (figures go to BENCHMARKS.md)
@@ -84,9 +90,11 @@ bench: bench-webhook bench-cold-start bench-requests bench-throughput bench-arch
 bench-webhook: ## Criterion: webhook CPU per push against serde_json parsing of the same body
 	$(CARGO) bench --bench webhook
 
-# One release build for every whole-process measurement (LTO: several minutes on 2 cores).
+# The release builds every whole-process measurement uses (LTO: several minutes on 2 cores).
+# Two commands: the functions are built exactly as they ship, without the harness's features.
 bench-release:
-	$(CARGO) build --release --quiet --bin webhook --bin archiver --bin pns-local --bin pns-bench
+	$(CARGO) build --release --quiet --bin webhook --bin archiver
+	$(CARGO) build --release --quiet $(DEV) --bin pns-local --bin pns-bench
 
 bench-cold-start: $(STAMP) bench-release ## Release webhook/archiver: start to first answer, peak RSS (20 starts)
 	target/release/pns-bench cold-start --runs 20
@@ -98,7 +106,7 @@ bench-throughput: $(STAMP) bench-release ## 10 000 pushes (30% duplicates, 32 co
 	target/release/pns-bench throughput --pushes 10000 --duplicates 0.3 --concurrency 32
 
 bench-archiver: $(STAMP) bench-release ## Archiver MB/s and peak RSS at 10/100/500 MiB vs download floors
-	scripts/bench-archiver.sh
+	dev/scripts/bench-archiver.sh
 
 PKG_VENV  := .venv-package
 PKG_STAMP := $(PKG_VENV)/.installed

@@ -32,7 +32,7 @@ const TOKEN: &str = "bench-token-0123456789";
 type MemoryWebhook = Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore>;
 
 fn body(id: i64) -> Vec<u8> {
-    let example = include_str!("../tests/data/example-push.json");
+    let example = include_str!("../events/bodies/call-result.json");
     example
         .replacen("\"id\": 45", &format!("\"id\": {id}"), 1)
         .into_bytes()

@@ -4,9 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-#[path = "../../src/domain/cdr.rs"]
-mod cdr;
+use pns_cdr_domain::cdr;
 
 fuzz_target!(|body: &[u8]| {
     let Ok(parsed) = cdr::CallRecord::parse(body) else {

@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use url::Host;
 
-#[allow(dead_code)]
-#[path = "../../src/domain/url_policy.rs"]
-mod url_policy;
+use pns_cdr_domain::url_policy;
 
 use url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 

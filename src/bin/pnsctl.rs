@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context};
 use pns_cdr::ops::{redact_url, BodySource, Ops, OpsConfig, DEFAULT_REDRIVE_MAX};
-use pns_cdr::sim::{Simulation, SIMULATE_USAGE};
 use serde_json::Value;
 
 const USAGE: &str = "usage: pnsctl <command> [args]
@@ -25,14 +24,11 @@ fn main() {
     pns_cdr::telemetry::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
-        return println!("{USAGE}\n  {SIMULATE_USAGE}\n\n{ENVIRONMENT}");
+        return println!("{USAGE}\n\n{ENVIRONMENT}");
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let result = match args.as_slice() {
-        ["simulate", rest @ ..] => runtime.block_on(simulate(rest)),
-        _ => runtime.block_on(run(&args)),
-    };
+    let result = runtime.block_on(run(&args));
     match result {
         Ok(output) => println!("{output}"),
         Err(e) => {
@@ -47,18 +43,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-/// `pnsctl simulate`: prints the summary; a loss is an error (exit 1) after it.
-async fn simulate(args: &[&str]) -> anyhow::Result<String> {
-    let simulation = Simulation::from_args(args)?;
-    let ops = Ops::connect(OpsConfig::from_lookup(|name| std::env::var(name).ok())).await;
-    let (summary, passed) = simulation.run(&ops).await?;
-    print!("{summary}");
-    if !passed {
-        bail!("verification failed: a record or recording was lost, or work was left behind");
-    }
-    Ok(String::new())
 }
 
 /// Runs one command; returns what to print.
@@ -96,7 +80,7 @@ async fn run(args: &[&str]) -> anyhow::Result<String> {
             )
         }
         _ => bail!(
-            "unknown command or arguments: {}\n\n{USAGE}\n  {SIMULATE_USAGE}",
+            "unknown command or arguments: {}\n\n{USAGE}",
             args.join(" ")
         ),
     })

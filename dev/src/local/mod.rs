@@ -1,0 +1,308 @@
+//! The whole system on one machine: the embedded AWS emulator, the webhook on
+//! `http://127.0.0.1:3000/pns/call-result`, the archiver draining the queue as Lambda's event
+//! source would, and a fake NXCLOUD recording host. Same handler code as on Lambda.
+
+pub mod demo;
+pub mod emulator;
+pub mod fake_nxcloud;
+pub mod fault_proxy;
+pub mod poller;
+pub mod runtime_api;
+pub mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use emulator::{create_resources, Emulator, Queues, ResourceNames};
+use fake_nxcloud::FakeNxcloud;
+use pns_cdr::adapters::aws::AwsClients;
+use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
+use pns_cdr::adapters::s3::S3ObjectStore;
+use pns_cdr::adapters::sqs::SqsJobQueue;
+use pns_cdr::domain::auth::Authenticator;
+use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
+use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
+use pns_cdr::handlers::reconciler::{Reconciler, ReconcilerSettings};
+use pns_cdr::handlers::webhook::{Webhook, WebhookSettings};
+
+/// The token `make run` accepts.
+pub const LOCAL_TOKEN: &str = "local-dev-token";
+
+/// The webhook service as the local stack and the Lambda wire it.
+pub type LocalWebhook = Webhook<DynamoRecordStore, SqsJobQueue, S3ObjectStore>;
+/// The archiver service as the local stack and the Lambda wire it.
+pub type LocalArchiver =
+    Archiver<DynamoRecordStore, SqsJobQueue, S3ObjectStore, HttpRecordingSource>;
+
+/// The reconciler as the local stack and the Lambda wire it.
+pub type LocalReconciler = Reconciler<DynamoRecordStore, SqsJobQueue>;
+
+/// How often `make run` runs the reconciler (the template schedules it every 15 minutes).
+pub const LOCAL_RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// How to start the local stack.
+pub struct LocalOptions {
+    /// Use this emulator (or LocalStack) instead of starting one.
+    pub endpoint_url: Option<String>,
+    /// Port of the emulator this stack starts (0 = any free port).
+    pub emulator_port: u16,
+    pub webhook_port: u16,
+    pub recordings_port: u16,
+    pub names: ResourceNames,
+    /// `current[,previous]`.
+    pub tokens: String,
+    pub recording_hosts: String,
+    pub archiver: ArchiverSettings,
+    pub webhook: WebhookSettings,
+    pub reconciler: ReconcilerSettings,
+    /// Name resolution for recording hosts (tests map names to chosen addresses).
+    pub lookup: Arc<dyn Lookup>,
+    /// Drain the recording queue in the background, as the SQS event source does.
+    pub drain: bool,
+    /// Queue visibility timeout (the template uses 6 × the archiver's timeout).
+    pub visibility_timeout_seconds: u32,
+    /// The archiver invocation's time limit, as Lambda's deadline.
+    pub function_timeout: Duration,
+    /// How often the background reconciler runs (with `drain`).
+    pub reconcile_every: Duration,
+    /// The recording download's timeouts.
+    pub http_timeouts: HttpTimeouts,
+    /// Archivers draining the queue at once (the template reserves `ArchiverConcurrency`).
+    pub pollers: usize,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        Self {
+            endpoint_url: None,
+            emulator_port: 4566,
+            webhook_port: 3000,
+            recordings_port: 4567,
+            names: ResourceNames::default(),
+            tokens: LOCAL_TOKEN.into(),
+            recording_hosts: DEFAULT_RECORDING_HOSTS.into(),
+            archiver: ArchiverSettings {
+                // Locally a retry should be seen, not waited for.
+                backoff_base: Duration::from_secs(2),
+                max_backoff: Duration::from_secs(30),
+                ..ArchiverSettings::default()
+            },
+            webhook: WebhookSettings::default(),
+            reconciler: ReconcilerSettings {
+                requeue_after: Duration::from_secs(120),
+                ..ReconcilerSettings::default()
+            },
+            lookup: Arc::new(SystemLookup),
+            drain: true,
+            visibility_timeout_seconds: 720,
+            function_timeout: poller::FUNCTION_TIMEOUT,
+            reconcile_every: LOCAL_RECONCILE_EVERY,
+            http_timeouts: HttpTimeouts::default(),
+            pollers: 1,
+        }
+    }
+}
+
+/// Errors starting the local stack.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid local configuration: {0}")]
+    Config(String),
+    #[error("reading the table failed: {0}")]
+    Read(String),
+}
+
+/// Messages in a queue: (waiting, in flight), as SQS approximates them.
+pub async fn queue_counts(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<(u64, u64), aws_sdk_sqs::Error> {
+    use aws_sdk_sqs::types::QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+    };
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    let count = |name| attrs.get(&name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok((
+        count(ApproximateNumberOfMessages),
+        count(ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
+/// A running local stack; everything stops when it is dropped.
+pub struct LocalStack {
+    _emulator: Option<Emulator>,
+    pub endpoint: String,
+    pub clients: AwsClients,
+    pub names: ResourceNames,
+    pub queues: Queues,
+    /// `http://127.0.0.1:<port>/pns/call-result` (without the token).
+    pub webhook_url: String,
+    pub recordings: FakeNxcloud,
+    pub archiver: Arc<LocalArchiver>,
+    pub reconciler: Arc<LocalReconciler>,
+    function_timeout: Duration,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl LocalStack {
+    pub async fn start(options: LocalOptions) -> Result<Self, LocalError> {
+        let (emulator, endpoint) = match options.endpoint_url {
+            Some(url) => (None, url),
+            None => {
+                let port = options.emulator_port;
+                let emulator = tokio::task::spawn_blocking(move || Emulator::start(port))
+                    .await
+                    .expect("emulator start does not panic")?;
+                let endpoint = emulator.endpoint.clone();
+                (Some(emulator), endpoint)
+            }
+        };
+        let clients = AwsClients::load(Some(&endpoint)).await;
+        let queues =
+            create_resources(&clients, &options.names, options.visibility_timeout_seconds).await?;
+        let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
+            .map_err(LocalError::Config)?;
+        let auth = Authenticator::new(&options.tokens, "")
+            .map_err(|e| LocalError::Config(e.to_string()))?;
+
+        let webhook = Arc::new(Webhook {
+            store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
+            objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
+            auth: auth.into(),
+            policy: policy.clone(),
+            settings: options.webhook.clone(),
+        });
+        let archiver = Arc::new(Archiver {
+            store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
+            objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
+            source: HttpRecordingSource::with_lookup(
+                policy,
+                options.http_timeouts,
+                options.lookup.clone(),
+            ),
+            settings: options.archiver.clone(),
+        });
+
+        let reconciler = Arc::new(Reconciler {
+            pending: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
+            settings: options.reconciler.clone(),
+        });
+
+        let bind = |port: u16| async move {
+            TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|source| LocalError::Bind { port, source })
+        };
+        let listener = bind(options.webhook_port).await?;
+        let webhook_url = format!(
+            "http://{}{}",
+            listener.local_addr().expect("bound"),
+            server::ROUTE
+        );
+        let recordings = FakeNxcloud::start(options.recordings_port)
+            .await
+            .map_err(|source| LocalError::Bind {
+                port: options.recordings_port,
+                source,
+            })?;
+
+        let mut tasks = vec![tokio::spawn(server::serve(listener, webhook))];
+        if options.drain {
+            tasks.extend(poller::spawn_drains(
+                options.pollers,
+                &clients.sqs,
+                &queues.queue_url,
+                &archiver,
+                options.function_timeout,
+            ));
+            let reconciler = reconciler.clone();
+            let every = options.reconcile_every;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = reconciler.run(time::OffsetDateTime::now_utc()).await {
+                        tracing::warn!(error = %e, "reconciler run failed");
+                    }
+                }
+            }));
+        }
+        Ok(Self {
+            _emulator: emulator,
+            endpoint,
+            clients,
+            names: options.names,
+            queues,
+            webhook_url,
+            recordings,
+            archiver,
+            reconciler,
+            function_timeout: options.function_timeout,
+            tasks,
+        })
+    }
+
+    /// Every item in the table as JSON, by id (one scan page: the local table is small).
+    pub async fn items(&self) -> Result<Vec<serde_json::Value>, LocalError> {
+        let scan = self
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(&self.names.table)
+            .send()
+            .await
+            .map_err(|e| {
+                LocalError::Read(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        let mut items = scan
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(serde_dynamo::from_item)
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(|e| LocalError::Read(e.to_string()))?;
+        items.sort_by_key(|i| i["id"].as_i64());
+        Ok(items)
+    }
+
+    /// Runs one receive → archiver → delete round (tests drive the queue step by step).
+    pub async fn poll_once(&self) -> Result<usize, aws_sdk_sqs::Error> {
+        poller::poll_once(
+            &self.clients.sqs,
+            &self.queues.queue_url,
+            &self.archiver,
+            self.function_timeout,
+        )
+        .await
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The webhook over plain HTTP on 127.0.0.1: each request becomes the `lambda_http::Request`
+//! API Gateway would deliver (path, query, headers, body, source IP in the request context)
+//! and goes through the same `Webhook::handle_http` the Lambda runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use tokio::net::TcpListener;
+
+use pns_cdr::handlers::webhook::Webhook;
+use pns_cdr::ports::{JobQueue, ObjectStore, RecordStore};
+
+/// The webhook route, as in `template.yaml`.
+pub const ROUTE: &str = "/pns/call-result";
+/// API Gateway's own payload limit is 10 MB; bodies past it never reach the function.
+const GATEWAY_LIMIT: usize = 10 * 1024 * 1024;
+
+/// Serves until the task is aborted.
+pub async fn serve<S, Q, O>(listener: TcpListener, webhook: Arc<Webhook<S, Q, O>>)
+where
+    S: RecordStore + 'static,
+    Q: JobQueue + 'static,
+    O: ObjectStore + 'static,
+{
+    while let Ok((stream, peer)) = listener.accept().await {
+        let webhook = webhook.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let webhook = webhook.clone();
+                async move { Ok::<_, Infallible>(route(req, peer, &webhook).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn route<S, Q, O>(
+    req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    webhook: &Webhook<S, Q, O>,
+) -> Response<Full<Bytes>>
+where
+    S: RecordStore,
+    Q: JobQueue,
+    O: ObjectStore,
+{
+    if req.uri().path() != ROUTE {
+        return json(
+            404,
+            r#"{"ok":false,"error":"not_found","message":"no such route"}"#.into(),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, GATEWAY_LIMIT).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            // API Gateway itself refuses such bodies before the function runs.
+            let message = format!(
+                r#"{{"ok":false,"error":"payload_too_large","message":"body over the gateway's {GATEWAY_LIMIT} bytes"}}"#
+            );
+            return json(413, message);
+        }
+    };
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(ROUTE.into());
+    http.source_ip = Some(peer.ip().to_string());
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.http = http;
+    context.stage = Some("$default".into());
+    context.route_key = Some(format!("POST {ROUTE}"));
+    let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()))
+        .with_request_context(RequestContext::ApiGatewayV2(context));
+    let Ok(response) = webhook.handle_http(request).await;
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Full::new(Bytes::copy_from_slice(body.as_ref())))
+}
+
+fn json(status: u16, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response")
+}

@@ -1,0 +1,14 @@
+//! The integration tests, one binary: each module is one area, all share one emulator process
+//! (`common`), and a clean build links the SDKs once instead of once per file.
+
+mod common;
+
+mod archiver;
+mod faults;
+mod hostile;
+mod ops;
+mod properties;
+mod reconciler;
+mod runtime_api;
+mod template;
+mod webhook;

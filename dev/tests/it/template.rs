@@ -1,0 +1,573 @@
+//! Invariants of `template.yaml` that linters do not check.
+
+use pns_cdr::config::{DEFAULT_BUCKET, DEFAULT_QUEUE, DEFAULT_TABLE};
+use pns_cdr::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
+use pns_cdr::metrics::NAMESPACE;
+use pns_cdr_dev::local::emulator::MAX_RECEIVE_COUNT;
+use pns_cdr_dev::local::poller::FUNCTION_TIMEOUT;
+use serde_norway::Value;
+
+/// A path in the repository (tests run in `dev/`).
+fn repo(path: &str) -> std::path::PathBuf {
+    pns_cdr_dev::repo_root().join(path)
+}
+
+fn template_text() -> String {
+    std::fs::read_to_string(repo("template.yaml")).unwrap()
+}
+
+fn template() -> Value {
+    serde_norway::from_str(&template_text()).unwrap()
+}
+
+fn resource<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &t["Resources"][name]["Properties"]
+}
+
+fn resources_of_type<'a>(t: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == ty)
+        .map(|(k, r)| (k.as_str().unwrap().to_owned(), r))
+        .collect()
+}
+
+fn functions(t: &Value) -> Vec<(String, &Value)> {
+    resources_of_type(t, "AWS::Serverless::Function")
+}
+
+/// True when `v` is `!Ref name`.
+fn is_ref(v: &Value, name: &str) -> bool {
+    matches!(v, Value::Tagged(t) if t.tag == "Ref" && t.value == name)
+}
+
+/// Every string inside `v`, tags included (`!GetAtt A.B` gives "GetAtt" and "A.B").
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Mapping(m) => m.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        Value::Tagged(t) => {
+            out.push(t.tag.to_string());
+            strings(&t.value, out);
+        }
+        _ => {}
+    }
+}
+
+fn mentions(v: &Value, needle: &str) -> bool {
+    let mut all = Vec::new();
+    strings(v, &mut all);
+    all.iter().any(|s| s.contains(needle))
+}
+
+/// The text of every `.rs` file under `dir`.
+fn rust_sources(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            text += &rust_sources(&path);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            text += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    text
+}
+
+/// The statements of a function's inline policies.
+fn statements(f: &Value) -> Vec<&Value> {
+    f["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().unwrap())
+        .collect()
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    match &statement["Action"] {
+        Value::String(a) => vec![a.as_str()],
+        Value::Sequence(a) => a.iter().map(|a| a.as_str().unwrap()).collect(),
+        other => panic!("unexpected Action {other:?}"),
+    }
+}
+
+#[test]
+fn queue_visibility_covers_six_archiver_timeouts_and_redrive_is_sane() {
+    let t = template();
+    let timeout = resource(&t, "ArchiverFunction")["Timeout"]
+        .as_u64()
+        .unwrap();
+    let visibility = resource(&t, "RecordingQueue")["VisibilityTimeout"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        visibility >= 6 * timeout,
+        "visibility {visibility} < 6 × {timeout}"
+    );
+    assert_eq!(
+        timeout,
+        FUNCTION_TIMEOUT.as_secs(),
+        "the local stack simulates the same timeout"
+    );
+    let redrive = &resource(&t, "RecordingQueue")["RedrivePolicy"];
+    let max_receive = redrive["maxReceiveCount"].as_u64().unwrap();
+    assert!(max_receive >= 5);
+    assert_eq!(
+        max_receive,
+        u64::from(MAX_RECEIVE_COUNT),
+        "the local stack uses the same redrive"
+    );
+    let mapping = resource(&t, "ArchiverEventSourceMapping");
+    assert!(mapping["FunctionResponseTypes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|v| v == "ReportBatchItemFailures"));
+    assert!(mapping["BatchSize"].as_u64().unwrap() <= 10);
+    assert_eq!(
+        resource(&t, "RecordingDeadLetterQueue")["MessageRetentionPeriod"].as_u64(),
+        Some(1_209_600)
+    );
+}
+
+#[test]
+fn archiver_concurrency_is_capped_without_throttling_jobs_into_the_dlq() {
+    let t = template();
+    // Reserved concurrency alone would let the SQS event source invoke more copies than may
+    // run; the throttled batches would count receives and could push good jobs to the DLQ.
+    assert!(is_ref(
+        &resource(&t, "ArchiverFunction")["ReservedConcurrentExecutions"],
+        "ArchiverConcurrency"
+    ));
+    assert!(is_ref(
+        &resource(&t, "ArchiverEventSourceMapping")["ScalingConfig"]["MaximumConcurrency"],
+        "ArchiverConcurrency"
+    ));
+    let parameter = &t["Parameters"]["ArchiverConcurrency"];
+    assert_eq!(parameter["Default"], 5);
+    assert!(parameter["MinValue"].as_u64().unwrap() >= 2, "SQS minimum");
+}
+
+#[test]
+fn every_function_is_arm64_al2023_built_by_cargo_lambda() {
+    let t = template();
+    let functions = functions(&t);
+    let names: Vec<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        3,
+        "webhook, archiver and reconciler: {names:?}"
+    );
+    for (name, f) in functions {
+        let p = &f["Properties"];
+        assert_eq!(p["Runtime"], "provided.al2023", "{name}");
+        assert_eq!(
+            p["Architectures"].as_sequence().map(Vec::len),
+            Some(1),
+            "{name}"
+        );
+        assert_eq!(p["Architectures"][0], "arm64", "{name}");
+        assert!(is_ref(&p["Tracing"], "Tracing"), "{name}: Tracing");
+        assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{name}");
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        assert!(
+            repo(&format!("src/bin/{binary}.rs")).exists(),
+            "{name}: no binary {binary}"
+        );
+        // Its own log group, with the retention the operator chose.
+        let Value::Tagged(group) = &p["LoggingConfig"]["LogGroup"] else {
+            panic!("{name}: LoggingConfig.LogGroup is not a !Ref")
+        };
+        assert!(
+            group.tag == "Ref",
+            "{name}: LoggingConfig.LogGroup is not a !Ref"
+        );
+        let group = &t["Resources"][group.value.as_str().unwrap()];
+        assert_eq!(group["Type"], "AWS::Logs::LogGroup", "{name}");
+        assert!(
+            is_ref(&group["Properties"]["RetentionInDays"], "LogRetentionDays"),
+            "{name}"
+        );
+    }
+}
+
+/// Every `Resource` under a function's policies, recursively.
+fn policy_resources(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                if k == "Resource" {
+                    match v {
+                        Value::Sequence(items) => {
+                            out.extend(items.iter().map(|i| format!("{i:?}")))
+                        }
+                        other => out.push(format!("{other:?}")),
+                    }
+                } else {
+                    policy_resources(v, out);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter().for_each(|i| policy_resources(i, out)),
+        Value::Tagged(t) => policy_resources(&t.value, out),
+        _ => {}
+    }
+}
+
+/// The functions' own `Policies`. The CloudWatch Logs and X-Ray permissions SAM adds through
+/// managed policies (AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess) are not ours.
+#[test]
+fn no_policy_grants_a_wildcard_resource() {
+    let t = template();
+    let mut resources = Vec::new();
+    for (_, f) in functions(&t) {
+        policy_resources(&f["Properties"]["Policies"], &mut resources);
+    }
+    assert!(resources.len() >= 9, "{resources:?}");
+    for r in &resources {
+        assert!(!r.contains("\"*\""), "wildcard resource {r}");
+    }
+}
+
+#[test]
+fn reconciler_only_queries_the_pending_index_and_requeues() {
+    let t = template();
+    let reconciler = &t["Resources"]["ReconcilerFunction"];
+    let statements = statements(reconciler);
+    let mut granted: Vec<&str> = statements.iter().flat_map(|s| actions(s)).collect();
+    granted.sort_unstable();
+    assert_eq!(granted, ["dynamodb:Query", "sqs:SendMessage"]);
+    for s in &statements {
+        if actions(s) == ["dynamodb:Query"] {
+            let Value::Tagged(sub) = &s["Resource"] else {
+                panic!("Query resource is not a !Sub")
+            };
+            assert_eq!(
+                sub.value.as_str(),
+                Some(format!("${{CallsTable.Arn}}/index/{PENDING_INDEX}").as_str())
+            );
+        }
+    }
+    let schedule = &reconciler["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()["Properties"]["Schedule"];
+    assert!(is_ref(schedule, "ReconcileSchedule"));
+}
+
+#[test]
+fn table_indexes_match_the_code() {
+    let t = template();
+    let table = resource(&t, "CallsTable");
+    let attribute_type = |name: &str| {
+        table["AttributeDefinitions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|d| d["AttributeName"] == name)
+            .unwrap_or_else(|| panic!("no attribute definition for {name}"))["AttributeType"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let index = |name: &str| -> &Value {
+        table["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|i| i["IndexName"] == name)
+            .unwrap_or_else(|| panic!("no index {name}"))
+    };
+    let keys = |name: &str| -> Vec<(String, String)> {
+        index(name)["KeySchema"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let attribute = k["AttributeName"].as_str().unwrap().to_owned();
+                (attribute, k["KeyType"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let pair = |a: &str, k: &str| (a.to_owned(), k.to_owned());
+
+    // The sparse index the reconciler reads: only items that carry `pending` are in it.
+    assert_eq!(
+        keys(PENDING_INDEX),
+        [
+            pair(PENDING_ATTRIBUTE, "HASH"),
+            pair("receivedAtEpoch", "RANGE")
+        ]
+    );
+    let projection = &index(PENDING_INDEX)["Projection"];
+    assert_eq!(projection["ProjectionType"], "INCLUDE");
+    let mut included: Vec<&str> = projection["NonKeyAttributes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    included.sort_unstable();
+    assert_eq!(
+        included,
+        [
+            "lastAttemptAt",
+            "recordFile",
+            "recordingAttempts",
+            "recordingKey"
+        ]
+    );
+
+    assert_eq!(
+        keys(BUSINESS_INDEX),
+        [pair("businessId", "HASH"), pair("startAt", "RANGE")]
+    );
+    assert_eq!(keys(CALL_ID_INDEX), [pair("callId", "HASH")]);
+
+    // Key types as the item builder writes them (strings S, integers N).
+    for (attribute, ty) in [
+        ("id", "N"),
+        (PENDING_ATTRIBUTE, "S"),
+        ("receivedAtEpoch", "N"),
+        ("businessId", "S"),
+        ("startAt", "N"),
+        ("callId", "S"),
+    ] {
+        assert_eq!(attribute_type(attribute), ty, "{attribute}");
+    }
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        "expiresAt"
+    );
+    assert_eq!(table["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+}
+
+#[test]
+fn access_log_never_records_the_query_string() {
+    let t = template();
+    let settings = &resource(&t, "HttpApi")["AccessLogSettings"];
+    let format = settings["Format"].as_str().unwrap();
+    // The token travels as ?token=; none of these may reach the log.
+    for forbidden in [
+        "requestUri",
+        "querystring",
+        "queryString",
+        "rawQuery",
+        "$request.",
+        "$input",
+        "token",
+        "authorization",
+    ] {
+        assert!(
+            !format.to_lowercase().contains(&forbidden.to_lowercase()),
+            "access log format contains {forbidden}"
+        );
+    }
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(format).expect("the access log format is JSON");
+    for field in ["requestId", "ip", "status", "routeKey", "path"] {
+        assert!(fields.contains_key(field), "{field}");
+    }
+    assert_eq!(fields["path"], "$context.path");
+    let Value::Tagged(destination) = &settings["DestinationArn"] else {
+        panic!("DestinationArn is not a !GetAtt")
+    };
+    assert_eq!(destination.value, "ApiAccessLogGroup.Arn");
+}
+
+#[test]
+fn names_match_the_code_and_the_token_stays_secret() {
+    let t = template();
+    let text = template_text();
+    assert_eq!(t["Parameters"]["TableName"]["Default"], DEFAULT_TABLE);
+    assert_eq!(t["Parameters"]["QueueName"]["Default"], DEFAULT_QUEUE);
+    assert!(DEFAULT_BUCKET.starts_with("pns-recordings"));
+
+    // The token is generated into Secrets Manager; no parameter, output or environment
+    // variable carries its value.
+    assert!(t["Parameters"].get("WebhookTokens").is_none());
+    let secret = &t["Resources"]["WebhookTokenSecret"];
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
+    let generate = &secret["Properties"]["GenerateSecretString"];
+    assert!(generate["PasswordLength"].as_u64().unwrap() >= 32);
+    assert_eq!(generate["ExcludePunctuation"], true, "URL-safe tokens");
+    assert!(generate.get("SecretStringTemplate").is_none());
+    assert!(!text.contains("{{resolve:secretsmanager"));
+    for (name, output) in t["Outputs"].as_mapping().unwrap() {
+        let value = &output["Value"];
+        assert!(
+            !mentions(value, "SecretString"),
+            "{name:?} outputs the token"
+        );
+        assert!(
+            !mentions(value, "WebhookTokenSecret") || is_ref(value, "WebhookTokenSecret"),
+            "{name:?}: only the secret's ARN (!Ref) may be an output"
+        );
+    }
+    assert!(is_ref(
+        &t["Outputs"]["WebhookTokenSecretArn"]["Value"],
+        "WebhookTokenSecret"
+    ));
+    for (name, f) in functions(&t) {
+        let variables = &f["Properties"]["Environment"]["Variables"];
+        assert!(variables.get("PNS_WEBHOOK_TOKENS").is_none(), "{name}");
+        for (var, value) in variables.as_mapping().unwrap() {
+            assert!(
+                !mentions(value, "WebhookTokenSecret") || is_ref(value, "WebhookTokenSecret"),
+                "{name}: {var:?} carries more than the secret's ARN"
+            );
+        }
+        // Only the webhook may read the secret, and only that secret.
+        for s in statements(f) {
+            if actions(s).iter().any(|a| a.starts_with("secretsmanager:")) {
+                assert_eq!(name, "WebhookFunction");
+                assert_eq!(actions(s), ["secretsmanager:GetSecretValue"]);
+                assert!(is_ref(&s["Resource"], "WebhookTokenSecret"));
+            }
+        }
+    }
+    let webhook = &resource(&t, "WebhookFunction")["Environment"]["Variables"];
+    assert!(is_ref(
+        &webhook["PNS_WEBHOOK_TOKENS_SECRET_ARN"],
+        "WebhookTokenSecret"
+    ));
+    assert!(is_ref(&webhook["PNS_RETENTION_DAYS"], "RetentionDays"));
+    assert!(statements(&t["Resources"]["WebhookFunction"])
+        .iter()
+        .any(|s| actions(s) == ["secretsmanager:GetSecretValue"]));
+
+    // Every variable the template sets is one the code reads.
+    let source: String = ["src/config.rs", "src/telemetry.rs"]
+        .iter()
+        .map(|p| std::fs::read_to_string(repo(p)).unwrap())
+        .collect();
+    for (name, f) in functions(&t) {
+        for (var, _) in f["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap()
+        {
+            let var = var.as_str().unwrap();
+            assert!(
+                var == "RUST_LOG" || source.contains(&format!("\"{var}\"")),
+                "{name}: {var} is read nowhere"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_alarm_notifies_the_topic_and_says_what_to_do() {
+    let t = template();
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let names: Vec<&str> = alarms.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "DeadLetterQueueNotEmptyAlarm",
+        "WebhookErrorsAlarm",
+        "ArchiverErrorsAlarm",
+        "ReconcilerErrorsAlarm",
+        "Webhook5xxAlarm",
+        "ThrottlesAlarm",
+        "PendingTooLongAlarm",
+    ] {
+        assert!(names.contains(&expected), "no {expected}");
+    }
+    for (name, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        for list in ["AlarmActions", "OKActions"] {
+            let targets = p[list].as_sequence().unwrap();
+            assert!(
+                targets.len() == 1 && is_ref(&targets[0], "AlarmTopic"),
+                "{name}: {list}"
+            );
+        }
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+        assert!(
+            p["AlarmDescription"].as_str().unwrap().len() >= 80,
+            "{name}: say what it means and what to do"
+        );
+    }
+    let pending = resource(&t, "PendingTooLongAlarm");
+    assert_eq!(pending["Namespace"], NAMESPACE);
+    assert_eq!(pending["MetricName"], "PendingOverdue");
+    assert_eq!(pending["Dimensions"][0]["Name"], "Function");
+    assert_eq!(pending["Dimensions"][0]["Value"], "reconciler");
+    let api = resource(&t, "Webhook5xxAlarm");
+    assert_eq!(api["Namespace"], "AWS/ApiGateway");
+    assert_eq!(api["MetricName"], "5xx");
+    // The topic must be usable by CloudWatch: not the AWS managed key alias/aws/sns.
+    let key = &resource(&t, "AlarmTopic")["KmsMasterKeyId"];
+    assert!(!mentions(key, "alias/aws/sns"));
+    assert!(mentions(
+        &resource(&t, "AlarmTopicKey")["KeyPolicy"],
+        "cloudwatch.amazonaws.com"
+    ));
+}
+
+#[test]
+fn dashboard_shows_every_metric_the_code_emits() {
+    let t = template();
+    let Value::Tagged(body) = &resource(&t, "OperationsDashboard")["DashboardBody"] else {
+        panic!("DashboardBody is not a !Sub")
+    };
+    let body = body.value.as_str().unwrap();
+    let source = rust_sources(&repo("src"));
+    for (function, metrics) in [
+        (
+            "webhook",
+            &[
+                "PushReceived",
+                "PushStored",
+                "PushDuplicate",
+                "PushRejected",
+                "PushUnauthorized",
+                "PushFailed",
+                "PushLatencyMs",
+            ][..],
+        ),
+        (
+            "archiver",
+            &[
+                "RecordingArchived",
+                "RecordingFailed",
+                "RecordingRetried",
+                "BytesArchived",
+                "ArchiveLatencyMs",
+            ][..],
+        ),
+        ("reconciler", &["PendingRequeued", "PendingOverdue"][..]),
+    ] {
+        for metric in metrics {
+            let widget_metric =
+                format!("[\"{NAMESPACE}\", \"{metric}\", \"Function\", \"{function}\"");
+            assert!(body.contains(&widget_metric), "dashboard lacks {metric}");
+            assert!(
+                source.contains(&format!("\"{metric}\"")),
+                "{metric} is emitted nowhere in src/"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_webhook_route_lets_the_function_answer_every_method() {
+    let t = template();
+    let event = &t["Resources"]["WebhookFunction"]["Properties"]["Events"]["HttpApi"]["Properties"];
+    assert_eq!(event["Path"], pns_cdr_dev::local::server::ROUTE);
+    assert_eq!(
+        event["Method"], "ANY",
+        "a GET must reach the function to be answered 405"
+    );
+}

@@ -1,0 +1,596 @@
+//! The NXCLOUD call detail record: parsing, validation and canonical form.
+//!
+//! Parse, don't validate: `CallRecord::parse` is the only way to get a record, so every
+//! `CallRecord` in the program has a positive id and correctly typed fields.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Why a push body is not a call record. `field` names the offending field when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidPush {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl InvalidPush {
+    fn body(message: impl Into<String>) -> Self {
+        Self {
+            field: None,
+            message: message.into(),
+        }
+    }
+    fn field(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            message: format!("field `{field}`: {}", message.into()),
+        }
+    }
+}
+
+/// One call detail record as NXCLOUD pushes it. Field names are NXCLOUD's on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_bind_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_status: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_status_msg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hangup_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hangup_cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hangup_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hangup: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_file: Option<String>,
+    /// Fields NXCLOUD added that this version does not know: kept, never dropped.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Longest `callId` / `businessId` accepted (they are secondary-index keys).
+pub const MAX_INDEXED_LEN: usize = 1024;
+
+/// A parsed push: the record plus the digest that tells an exact retry from a conflicting one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedPush {
+    pub record: CallRecord,
+    /// SHA-256 (hex) of the canonical JSON form: key order and white space do not change it.
+    pub payload_sha256: String,
+}
+
+impl CallRecord {
+    /// Parses a push body. Integers may arrive as JSON strings; identifier fields may arrive
+    /// as JSON numbers; `null` means absent; anything else of the wrong type is rejected.
+    pub fn parse(body: &[u8]) -> Result<ParsedPush, InvalidPush> {
+        let TopLevel(fields) = serde_json::from_slice(body)
+            .map_err(|e| InvalidPush::body(format!("body is not valid JSON: {e}")))?;
+        let Some(mut fields) = fields else {
+            return Err(InvalidPush::body("body is not a JSON object"));
+        };
+        // As in a JSON object parsed into a map: sorted by key, and the last of a repeated
+        // key wins (the sort is stable, so the later one is moved into the slot kept).
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        fields.dedup_by(|later, kept| {
+            let repeated = later.0 == kept.0;
+            if repeated {
+                std::mem::swap(later, kept);
+            }
+            repeated
+        });
+        // The digest is of the body as sent (before any field is normalised).
+        let mut canonical = Vec::with_capacity(body.len());
+        write_canonical_fields(&fields, &mut canonical);
+        let payload_sha256 = sha256_hex(&canonical);
+        let record = Self::from_fields(fields)?;
+        if record.id <= 0 {
+            return Err(InvalidPush::field("id", "must be a positive integer"));
+        }
+        // These two are index keys in the table, where DynamoDB caps a key at 2048 bytes:
+        // a longer one could never be stored, so it is refused (and kept) here.
+        for (name, value) in [
+            ("callId", &record.call_id),
+            ("businessId", &record.business_id),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_INDEXED_LEN) {
+                return Err(InvalidPush::field(
+                    name,
+                    format!("is longer than {MAX_INDEXED_LEN} bytes"),
+                ));
+            }
+        }
+        Ok(ParsedPush {
+            record,
+            payload_sha256,
+        })
+    }
+
+    /// The call was answered when NXCLOUD reports a non-zero answer time.
+    pub fn answered(&self) -> bool {
+        self.answer_at.is_some_and(|t| t > 0)
+    }
+
+    /// The recording URL, when the push carries one (an empty string means "no recording").
+    pub fn recording_url(&self) -> Option<&str> {
+        self.record_file
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+    }
+}
+
+impl CallRecord {
+    /// Moves every declared field into its type, naming the first field that cannot be (the
+    /// integers first, in this order, then the strings); the other fields are `extra`.
+    /// Moving, not cloning, is why this is hand-written rather than `serde_json::from_value`
+    /// (whose `flatten` buffers every field).
+    fn from_fields(fields: Vec<(Key<'_>, Value)>) -> Result<Self, InvalidPush> {
+        let mut declared = Declared::default();
+        let mut extra = BTreeMap::new();
+        for (key, value) in fields {
+            if let Some(unknown) = declared.put(key, value) {
+                extra.insert(unknown.0.into_owned(), unknown.1);
+            }
+        }
+        if declared.get("id").is_none_or(Value::is_null) {
+            return Err(InvalidPush::field("id", "is required"));
+        }
+        let d = &mut declared;
+        let call_status = d.integer("callStatus")?;
+        let duration = d.integer("duration")?;
+        let start_at = d.integer("startAt")?;
+        let answer_at = d.integer("answerAt")?;
+        let hangup_at = d.integer("hangupAt")?;
+        let hangup_code = d.integer("hangupCode")?;
+        let hangup = d.integer("hangup")?;
+        let id = d
+            .integer("id")?
+            .ok_or_else(|| InvalidPush::field("id", "is required"))?;
+        Ok(Self {
+            id,
+            business_id: d.string("businessId")?,
+            customer_bind_id: d.string("customerBindId")?,
+            bind_id: d.string("bindId")?,
+            call_id: d.string("callId")?,
+            did: d.string("did")?,
+            caller: d.string("caller")?,
+            callee: d.string("callee")?,
+            call_status,
+            call_status_msg: d.string("callStatusMsg")?,
+            duration,
+            start_at,
+            answer_at,
+            hangup_at,
+            hangup_cause: d.string("hangupCause")?,
+            hangup_code,
+            hangup,
+            record_file: d.string("recordFile")?,
+            extra,
+        })
+    }
+}
+
+/// The wire names of the fields `CallRecord` declares.
+const DECLARED_FIELDS: [&str; 18] = [
+    "id",
+    "businessId",
+    "customerBindId",
+    "bindId",
+    "callId",
+    "did",
+    "caller",
+    "callee",
+    "callStatus",
+    "callStatusMsg",
+    "duration",
+    "startAt",
+    "answerAt",
+    "hangupAt",
+    "hangupCause",
+    "hangupCode",
+    "hangup",
+    "recordFile",
+];
+
+/// The pushed values of the declared fields, by position in `DECLARED_FIELDS`.
+#[derive(Default)]
+struct Declared([Option<Value>; DECLARED_FIELDS.len()]);
+
+impl Declared {
+    fn slot(name: &str) -> Option<usize> {
+        DECLARED_FIELDS.iter().position(|k| *k == name)
+    }
+
+    /// Keeps the value of a declared field; hands back any other.
+    fn put<'a>(&mut self, key: Key<'a>, value: Value) -> Option<(Key<'a>, Value)> {
+        match Self::slot(&key) {
+            Some(i) => {
+                self.0[i] = Some(value);
+                None
+            }
+            None => Some((key, value)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Value> {
+        Self::slot(name).and_then(|i| self.0[i].as_ref())
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        Self::slot(name).and_then(|i| self.0[i].take())
+    }
+
+    /// Absent or `null` is `None`; otherwise it must be an [`integer`].
+    fn integer(&mut self, name: &str) -> Result<Option<i64>, InvalidPush> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => integer(&v).map(Some).ok_or_else(|| {
+                InvalidPush::field(name, format!("expected an integer, got {}", kind(&v)))
+            }),
+        }
+    }
+
+    /// Absent or `null` is `None`.
+    fn string(&mut self, name: &str) -> Result<Option<String>, InvalidPush> {
+        match self.take(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            // A 64-bit id sent as a bare number is still an id: keep its exact digits.
+            Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+            Some(other) => Err(InvalidPush::field(
+                name,
+                format!("expected a string, got {}", kind(&other)),
+            )),
+        }
+    }
+}
+
+/// A key of the pushed object: borrowed from the body unless it holds an escape.
+type Key<'a> = Cow<'a, str>;
+
+/// The pushed body's top level: its fields in arrival order, or `None` when the body is JSON
+/// but not an object. Parsed by hand so that keys are not copied and no map is built just to
+/// be taken apart again; values are ordinary `serde_json::Value`s.
+struct TopLevel<'a>(Option<Vec<(Key<'a>, Value)>>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Room for the documented fields, so a usual push needs one allocation here.
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(DECLARED_FIELDS.len()));
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            fields.push((key, map.next_value::<Value>()?));
+        }
+        Ok(TopLevel(Some(fields)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Still read to the end: a broken array is invalid JSON, not merely "not an object".
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopLevel(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(TopLevel(None))
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// An integer from a JSON integer or a string holding one (`"1"`, `" 42 "`); floats, booleans
+/// and out-of-range values are not integers.
+fn integer(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(_) => "an out-of-range number",
+        Value::String(_) => "a string that is not an integer",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Compact JSON with object keys sorted at every depth, so the digest does not depend on the
+/// sender's key order or on which map type serde_json was built with.
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(map) => write_canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("a scalar serialises"),
+    }
+}
+
+/// A nested object: its keys sorted here.
+fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    write_canonical_entries(entries.into_iter(), out);
+}
+
+/// The top level: fields already sorted by key, without repeats.
+fn write_canonical_fields(fields: &[(Key<'_>, Value)], out: &mut Vec<u8>) {
+    write_canonical_entries(fields.iter().map(|(k, v)| (k.as_ref(), v)), out);
+}
+
+fn write_canonical_entries<'a, K: AsRef<str>>(
+    entries: impl Iterator<Item = (K, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
+    out.push(b'{');
+    for (i, (k, v)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k.as_ref()).expect("a string serialises");
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    // As `hex::encode` writes it, without its char-by-char collect (once per push).
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(64);
+    for byte in Sha256::digest(bytes) {
+        out.extend([
+            DIGITS[usize::from(byte >> 4)],
+            DIGITS[usize::from(byte & 0xf)],
+        ]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../events/bodies/call-result.json");
+
+    #[test]
+    fn parses_the_documented_example() {
+        let parsed = CallRecord::parse(EXAMPLE.as_bytes()).unwrap();
+        let r = parsed.record;
+        assert_eq!(r.id, 45);
+        assert_eq!(r.call_id.as_deref(), Some("1604763745256783872"));
+        assert_eq!(r.call_status, Some(1));
+        assert_eq!(r.answer_at, Some(1671440454));
+        assert!(r.answered());
+        assert!(r.recording_url().unwrap().ends_with(".mp3"));
+        assert!(r.extra.is_empty());
+    }
+
+    #[test]
+    fn accepts_integers_written_as_strings() {
+        let r = CallRecord::parse(br#"{"id":"7","callStatus":"2","duration":" 12 "}"#)
+            .unwrap()
+            .record;
+        assert_eq!((r.id, r.call_status, r.duration), (7, Some(2), Some(12)));
+    }
+
+    #[test]
+    fn keeps_unknown_fields_and_ids_sent_as_numbers() {
+        let r = CallRecord::parse(
+            br#"{"id":9,"callId":1604763745256783872,"extensionCaller":"8001","nested":{"a":[1]}}"#,
+        )
+        .unwrap()
+        .record;
+        assert_eq!(r.call_id.as_deref(), Some("1604763745256783872"));
+        assert_eq!(r.extra["extensionCaller"], "8001");
+        assert_eq!(r.extra["nested"]["a"][0], 1);
+    }
+
+    #[test]
+    fn unanswered_calls_have_no_recording() {
+        let r = CallRecord::parse(br#"{"id":3,"answerAt":0,"recordFile":"  "}"#)
+            .unwrap()
+            .record;
+        assert!(!r.answered());
+        assert_eq!(r.recording_url(), None);
+    }
+
+    #[test]
+    fn rejections_name_the_field() {
+        let cases: [(&[u8], Option<&str>); 9] = [
+            (b"not json", None),
+            (b"[1,2]", None),
+            (b"{}", Some("id")),
+            (br#"{"id":null}"#, Some("id")),
+            (br#"{"id":"forty-seven"}"#, Some("id")),
+            (br#"{"id":0}"#, Some("id")),
+            (br#"{"id":1,"duration":1.5}"#, Some("duration")),
+            (br#"{"id":1,"caller":{"n":1}}"#, Some("caller")),
+            (br#"{"id":1,"startAt":true}"#, Some("startAt")),
+        ];
+        let long = format!(
+            r#"{{"id":1,"callId":"{}"}}"#,
+            "9".repeat(MAX_INDEXED_LEN + 1)
+        );
+        assert_eq!(
+            CallRecord::parse(long.as_bytes())
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("callId")
+        );
+        for (body, field) in cases {
+            let err = CallRecord::parse(body).unwrap_err();
+            assert_eq!(
+                err.field.as_deref(),
+                field,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_body_as_a_json_map_would() {
+        // A repeated key: the last one wins, for the record and for the digest alike.
+        let twice = CallRecord::parse(br#"{"id":1,"x":1,"id":2,"x":{"a":2}}"#).unwrap();
+        let once = CallRecord::parse(br#"{"x":{"a":2},"id":2}"#).unwrap();
+        assert_eq!(twice, once);
+        assert_eq!(once.record.extra["x"]["a"], 2);
+        // Escaped keys are the same keys.
+        let escaped = CallRecord::parse(br#"{"\u0069d":2,"x":{"a":2}}"#).unwrap();
+        assert_eq!(escaped, once);
+        for body in [
+            &b"true"[..],
+            b"1",
+            b"-1.5",
+            b"\"s\"",
+            b"null",
+            b"[1,{}]",
+            b" [] ",
+        ] {
+            let err = CallRecord::parse(body).unwrap_err();
+            assert_eq!(err.message, "body is not a JSON object", "{body:?}");
+        }
+        for body in [&b"[1,"[..], b"[1]x", b"{\"id\":1", b"", b"{\"id\":1}{}"] {
+            let err = CallRecord::parse(body).unwrap_err();
+            assert!(
+                err.message.starts_with("body is not valid JSON: "),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hex_digest_is_hex_encode() {
+        for body in [&b""[..], b"abc", EXAMPLE.as_bytes()] {
+            assert_eq!(sha256_hex(body), hex::encode(Sha256::digest(body)));
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_across_versions() {
+        // Stored records carry this digest and a retry is compared against it: were the
+        // canonical form to change, every retry of an older record would look like a conflict.
+        let example = CallRecord::parse(EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(
+            example.payload_sha256,
+            "8da218d93a585d9901e3b1739d0b95786509a34e0059210df1f1756f67f5007d"
+        );
+        let odd = CallRecord::parse(
+            r#"{"z":null,"nested":{"b":[1,1.5,"é"],"a":true},"id":"7","callId":1604763745256783872}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            odd.payload_sha256,
+            "67770e14ccd86b65e5cf6ccade23456ca72e5ea78ca4b39ca14a502c6952522b"
+        );
+    }
+
+    #[test]
+    fn digest_ignores_key_order_and_white_space_but_not_values() {
+        let a = CallRecord::parse(br#"{"id":1,"duration":5}"#).unwrap();
+        let b = CallRecord::parse(b"{ \"duration\": 5,\n \"id\": 1 }").unwrap();
+        let c = CallRecord::parse(br#"{"id":1,"duration":6}"#).unwrap();
+        assert_eq!(a.payload_sha256, b.payload_sha256);
+        assert_ne!(a.payload_sha256, c.payload_sha256);
+    }
+}

@@ -1,0 +1,358 @@
+//! The stored form of a call record: what an operator sees in the DynamoDB console.
+//!
+//! Pushed fields keep their NXCLOUD names; derived attributes make the item readable without
+//! a calculator (ISO-8601 times, words for codes). Unknown pushed fields live under
+//! `extraFields` so a vendor's new field can never overwrite one of ours.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::cdr::ParsedPush;
+use crate::recording::RecordingStatus;
+
+/// Attribute present (value `PENDING`) only while a recording waits to be archived, so the
+/// index over it holds exactly the pending records (a sparse GSI).
+pub const PENDING_ATTRIBUTE: &str = "pending";
+/// Sparse GSI: `pending` (hash) + `receivedAtEpoch` (range); the reconciler's work list.
+pub const PENDING_INDEX: &str = "pendingRecordings";
+/// GSI: calls of a `businessId` by `startAt`.
+pub const BUSINESS_INDEX: &str = "businessCalls";
+/// GSI: lookup by NXCLOUD `callId`.
+pub const CALL_ID_INDEX: &str = "callIdLookup";
+
+/// What the receiver decided about the recording when it stored the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordingPlan {
+    None,
+    Pending { key: String },
+    Refused { reason: String },
+}
+
+impl RecordingPlan {
+    pub fn status(&self) -> RecordingStatus {
+        match self {
+            Self::None => RecordingStatus::None,
+            Self::Pending { .. } => RecordingStatus::Pending,
+            Self::Refused { .. } => RecordingStatus::Failed,
+        }
+    }
+}
+
+/// The item to put for a new push, as JSON (the DynamoDB adapter converts it).
+pub fn record_item(
+    push: &ParsedPush,
+    received_at: OffsetDateTime,
+    plan: &RecordingPlan,
+) -> Map<String, Value> {
+    into_record_item(push.clone(), received_at, plan)
+}
+
+/// As [`record_item`], moving the push's strings into the item instead of copying them.
+pub fn into_record_item(
+    push: ParsedPush,
+    received_at: OffsetDateTime,
+    plan: &RecordingPlan,
+) -> Map<String, Value> {
+    item_attributes(push, received_at, plan)
+        .into_iter()
+        .collect()
+}
+
+/// The item's attributes: the record's own fields (as `serde_json::to_value(record)` writes
+/// them, `None` left out) minus the unknown ones, which go under `extraFields`, plus the
+/// derived ones.
+///
+/// Listed in key (byte) order: collecting sorted pairs builds the map in one linear pass,
+/// where inserting one by one searched the map per key. The order is only about speed; the
+/// map sorts what it is given.
+fn item_attributes(
+    push: ParsedPush,
+    received_at: OffsetDateTime,
+    plan: &RecordingPlan,
+) -> Vec<(String, Value)> {
+    let ParsedPush {
+        record: r,
+        payload_sha256,
+    } = push;
+    let answered = r.answered();
+    let string = |v: Option<String>| v.map(Value::from);
+    // DynamoDB refuses an empty string as a secondary-index key: an empty `callId` or
+    // `businessId` is stored as absent, or the record could never be written.
+    let index_key = |v: Option<String>| v.filter(|s| !s.is_empty()).map(Value::from);
+    let time = |t: Option<i64>| t.filter(|t| *t > 0).and_then(iso_time).map(Value::from);
+    let extra = (!r.extra.is_empty()).then(|| Value::Object(r.extra.into_iter().collect()));
+    let (pending, recording_key, recording_error) = match plan {
+        RecordingPlan::None => (None, None, None),
+        RecordingPlan::Pending { key } => (
+            Some(RecordingStatus::Pending.as_str().into()),
+            Some(key.as_str().into()),
+            None,
+        ),
+        RecordingPlan::Refused { reason } => (None, None, Some(reason.as_str().into())),
+    };
+    let attributes: [(&str, Option<Value>); 32] = [
+        ("answerAt", r.answer_at.map(Value::from)),
+        ("answerTime", time(r.answer_at)),
+        ("answered", Some(answered.into())),
+        ("bindId", string(r.bind_id)),
+        ("businessId", index_key(r.business_id)),
+        ("callId", index_key(r.call_id)),
+        ("callStatus", r.call_status.map(Value::from)),
+        ("callStatusMsg", string(r.call_status_msg)),
+        (
+            "callStatusText",
+            Some(call_status_text(r.call_status).into()),
+        ),
+        ("callee", string(r.callee)),
+        ("caller", string(r.caller)),
+        ("customerBindId", string(r.customer_bind_id)),
+        ("did", string(r.did)),
+        ("duration", r.duration.map(Value::from)),
+        ("extraFields", extra),
+        ("hangup", r.hangup.map(Value::from)),
+        ("hangupAt", r.hangup_at.map(Value::from)),
+        ("hangupBy", r.hangup.map(|h| hangup_by(h).into())),
+        ("hangupCause", string(r.hangup_cause)),
+        ("hangupCode", r.hangup_code.map(Value::from)),
+        ("hangupTime", time(r.hangup_at)),
+        ("id", Some(r.id.into())),
+        ("payloadSha256", Some(payload_sha256.into())),
+        (PENDING_ATTRIBUTE, pending),
+        ("receivedAt", Some(format_time(received_at).into())),
+        ("receivedAtEpoch", Some(received_at.unix_timestamp().into())),
+        ("recordFile", string(r.record_file)),
+        ("recordingError", recording_error),
+        ("recordingKey", recording_key),
+        ("recordingStatus", Some(plan.status().as_str().into())),
+        ("startAt", r.start_at.map(Value::from)),
+        ("startTime", time(r.start_at)),
+    ];
+    attributes
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+        .collect()
+}
+
+/// The part of a stored item the receiver and the archiver act on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct StoredRecord {
+    pub id: i64,
+    pub call_id: Option<String>,
+    pub record_file: Option<String>,
+    pub payload_sha256: Option<String>,
+    pub recording_status: Option<String>,
+    pub recording_key: Option<String>,
+    pub recording_sha256: Option<String>,
+    pub recording_bytes: Option<u64>,
+    pub received_at_epoch: Option<i64>,
+    pub recording_attempts: Option<u32>,
+}
+
+impl StoredRecord {
+    pub fn status(&self) -> Option<RecordingStatus> {
+        self.recording_status
+            .as_deref()
+            .and_then(RecordingStatus::parse)
+    }
+}
+
+/// `callStatus` as a word: 0 unknown, 1 normal end, 2 abnormal end.
+pub fn call_status_text(status: Option<i64>) -> &'static str {
+    match status {
+        Some(1) => "NORMAL_END",
+        Some(2) => "ABNORMAL_END",
+        _ => "UNKNOWN",
+    }
+}
+
+/// `hangup` as a word: 0 caller, 1 callee.
+pub fn hangup_by(hangup: i64) -> &'static str {
+    match hangup {
+        0 => "CALLER",
+        1 => "CALLEE",
+        _ => "UNKNOWN",
+    }
+}
+
+fn iso_time(unix: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .map(format_time)
+}
+
+/// RFC 3339 / ISO-8601 in UTC, second precision (`2022-12-19T09:00:52Z`).
+pub fn format_time(t: OffsetDateTime) -> String {
+    let (year, (hour, minute, second)) = (t.year(), t.to_hms());
+    if !t.offset().is_utc() || !(0..=9999).contains(&year) {
+        // Never the case for the callers (UTC, years 1970+); kept exact all the same.
+        return t
+            .replace_nanosecond(0)
+            .expect("zero nanoseconds is valid")
+            .format(&Rfc3339)
+            .expect("a UTC time formats as RFC 3339");
+    }
+    // Digits into a fixed template, as `Rfc3339` writes them: this runs four times per push,
+    // and the general formatter is the slower way to the same 20 bytes.
+    let mut out = *b"0000-00-00T00:00:00Z";
+    let fields = [
+        (0, 4, year as u32),
+        (5, 2, u8::from(t.month()).into()),
+        (8, 2, t.day().into()),
+        (11, 2, hour.into()),
+        (14, 2, minute.into()),
+        (17, 2, second.into()),
+    ];
+    for (start, width, mut n) in fields {
+        for digit in out[start..start + width].iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    String::from_utf8(out.to_vec()).expect("digits and separators are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdr::CallRecord;
+    use time::macros::datetime;
+
+    #[test]
+    fn item_is_readable_and_keeps_unknown_fields_apart() {
+        let push = CallRecord::parse(
+            br#"{"id":45,"callStatus":1,"startAt":1671440452,"answerAt":0,"hangup":1,"caller":"85235757583","receivedAt":"spoofed"}"#,
+        )
+        .unwrap();
+        let plan = RecordingPlan::Pending {
+            key: "recordings/2022/12/19/45.mp3".into(),
+        };
+        let item = record_item(&push, datetime!(2022-12-19 09:01:00.5 UTC), &plan);
+        assert_eq!(item["id"], 45);
+        assert_eq!(item["caller"], "85235757583");
+        assert_eq!(item["startTime"], "2022-12-19T09:00:52Z");
+        assert!(!item.contains_key("answerTime"));
+        assert_eq!(item["answered"], false);
+        assert_eq!(item["callStatusText"], "NORMAL_END");
+        assert_eq!(item["hangupBy"], "CALLEE");
+        assert_eq!(item["receivedAt"], "2022-12-19T09:01:00Z");
+        assert_eq!(item["extraFields"]["receivedAt"], "spoofed");
+        assert_eq!(item["recordingStatus"], "PENDING");
+        assert_eq!(item["recordingKey"], "recordings/2022/12/19/45.mp3");
+        assert_eq!(item[PENDING_ATTRIBUTE], "PENDING");
+        assert_eq!(item["payloadSha256"], push.payload_sha256.as_str());
+    }
+
+    #[test]
+    fn empty_index_keys_are_left_out() {
+        let push = CallRecord::parse(br#"{"id":2,"callId":"","businessId":"","did":""}"#).unwrap();
+        let item = record_item(&push, datetime!(2024-01-01 0:00 UTC), &RecordingPlan::None);
+        assert!(!item.contains_key("callId") && !item.contains_key("businessId"));
+        assert_eq!(item["did"], "");
+    }
+
+    #[test]
+    fn refused_recording_is_failed_with_reason() {
+        let push = CallRecord::parse(br#"{"id":1}"#).unwrap();
+        let item = record_item(
+            &push,
+            datetime!(2024-01-01 0:00 UTC),
+            &RecordingPlan::Refused {
+                reason: "nope".into(),
+            },
+        );
+        assert_eq!(item["recordingStatus"], "FAILED");
+        assert_eq!(item["recordingError"], "nope");
+        assert!(!item.contains_key(PENDING_ATTRIBUTE));
+        assert_eq!(item["callStatusText"], "UNKNOWN");
+    }
+
+    #[test]
+    fn item_is_the_record_serialised_with_unknown_fields_apart() {
+        let push = CallRecord::parse(
+            br#"{"id":"9","callId":1604763745256783872,"businessId":"","did":"","caller":null,
+                "duration":"12","hangupCode":0,"hangup":7,"x":{"b":[1,2.5]},"answered":"spoofed"}"#,
+        )
+        .unwrap();
+        let item = record_item(&push, datetime!(2024-01-01 0:00 UTC), &RecordingPlan::None);
+        // What the item held when it was built through serde: the record's serialisation,
+        // unknown fields moved apart, the empty index key dropped.
+        let Value::Object(mut expected) = serde_json::to_value(&push.record).unwrap() else {
+            unreachable!("a record serialises to an object")
+        };
+        let extra: Map<String, Value> = push
+            .record
+            .extra
+            .keys()
+            .filter_map(|k| expected.remove_entry(k))
+            .collect();
+        expected.remove("businessId");
+        for (k, v) in &expected {
+            assert_eq!(item.get(k), Some(v), "{k}");
+        }
+        assert_eq!(item["extraFields"], Value::Object(extra));
+        let derived: Vec<&str> = item
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            derived,
+            [
+                "answered",
+                "callStatusText",
+                "extraFields",
+                "hangupBy",
+                "payloadSha256",
+                "receivedAt",
+                "receivedAtEpoch",
+                "recordingStatus"
+            ]
+        );
+        assert!(!item.contains_key("businessId") && !item.contains_key("caller"));
+        assert_eq!(item["callId"], "1604763745256783872");
+        assert_eq!(item["answered"], false);
+        assert_eq!(item["hangupBy"], "UNKNOWN");
+    }
+
+    #[test]
+    fn attributes_come_in_key_order() {
+        let push = CallRecord::parse(
+            br#"{"id":1,"businessId":"b","callId":"c","bindId":"x","customerBindId":"y",
+                "did":"d","caller":"1","callee":"2","callStatus":1,"callStatusMsg":"m",
+                "duration":3,"startAt":5,"answerAt":6,"hangupAt":7,"hangupCause":"h",
+                "hangupCode":0,"hangup":1,"recordFile":"https://a.nxcloud.com/r.mp3","new":1}"#,
+        )
+        .unwrap();
+        let at = datetime!(2024-01-01 0:00 UTC);
+        // Pending adds `pending` and `recordingKey`, refused `recordingError`: 31 and 30 of 32.
+        for (plan, count) in [
+            (RecordingPlan::Pending { key: "k".into() }, 31),
+            (RecordingPlan::Refused { reason: "r".into() }, 30),
+        ] {
+            let names: Vec<String> = item_attributes(push.clone(), at, &plan)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect();
+            assert!(names.is_sorted(), "{names:?}");
+            assert_eq!(names.len(), count, "{names:?}");
+        }
+    }
+
+    #[test]
+    fn times_format_as_rfc3339_would() {
+        let mut unix = -62_167_219_200; // 0000-01-01T00:00:00Z
+        while unix < 253_402_300_799 {
+            // 9999-12-31T23:59:59Z
+            let t = OffsetDateTime::from_unix_timestamp(unix).unwrap();
+            assert_eq!(format_time(t), t.format(&Rfc3339).unwrap(), "{unix}");
+            unix += 9_876_543;
+        }
+        let t = datetime!(2024-02-29 23:59:59.999 UTC);
+        assert_eq!(format_time(t), "2024-02-29T23:59:59Z");
+        let t = datetime!(2024-02-29 23:59:59 +08:00);
+        assert_eq!(format_time(t), "2024-02-29T23:59:59+08:00");
+    }
+}
