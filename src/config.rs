@@ -1,19 +1,19 @@
-//! Typed configuration: the one place that reads environment variables.
+//! Typed configuration: the one place that reads environment variables, and maps them to each
+//! handler's settings once. Defaults live in the settings' `Default` impls.
 
 use std::time::Duration;
 
 use crate::domain::auth::{AuthConfigError, Authenticator};
-use crate::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
+use crate::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
+use crate::handlers::archiver::ArchiverSettings;
+use crate::handlers::reconciler::ReconcilerSettings;
+use crate::handlers::webhook::WebhookSettings;
 
 /// Default names, shared with `template.yaml` and the local stack.
 pub const DEFAULT_TABLE: &str = "pns-calls";
 pub const DEFAULT_QUEUE: &str = "pns-recordings";
 pub const DEFAULT_DLQ: &str = "pns-recordings-dlq";
 pub const DEFAULT_BUCKET: &str = "pns-recordings";
-/// Default largest recording copied (2 GiB).
-pub const DEFAULT_MAX_RECORDING_BYTES: u64 = 2 * 1024 * 1024 * 1024;
-/// Default time after the push was received during which 404/425/429/5xx are retried.
-pub const DEFAULT_RETRY_GRACE: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -21,53 +21,48 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error(transparent)]
+    #[error("environment variable PNS_RECORDING_HOSTS is invalid")]
+    RecordingHosts(#[source] HostListError),
+    #[error("the webhook tokens are not valid")]
     Auth(#[from] AuthConfigError),
 }
 
+/// Where the webhook's tokens come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `PNS_WEBHOOK_TOKENS`: `current[,previous]` (local stack, tests, `cargo lambda watch`).
+    Inline(String),
+    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: a Secrets Manager secret holding `current[,previous]`.
+    Secret(String),
+    None,
+}
+
+impl std::fmt::Debug for TokenSource {
+    // Never print the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+            Self::None => f.write_str("None"),
+        }
+    }
+}
+
 /// Everything the functions read from their environment.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
     pub queue_url: String,
     pub bucket_name: String,
-    /// `current[,previous]`; only the webhook needs it.
-    pub webhook_tokens: Option<String>,
-    /// Secrets Manager secret holding `current[,previous]` (deployments use this, not the above).
-    pub webhook_tokens_secret_arn: Option<String>,
-    /// Days a record is kept before DynamoDB's TTL removes it; 0 keeps it for ever.
-    pub retention_days: u64,
-    /// The reconciler re-queues records PENDING for longer than this.
-    pub reconcile_after: Duration,
-    /// At most this many records re-queued per reconciler run.
-    pub reconcile_max_per_run: u64,
-    /// Records PENDING for longer than this are reported as overdue (an alarm).
-    pub pending_alarm_after: Duration,
+    pub tokens: TokenSource,
+    /// Comma-separated CIDR blocks allowed to push; empty: any source.
     pub source_cidrs: String,
-    pub recording_hosts: String,
-    pub url_profile: UrlProfile,
-    pub max_recording_bytes: u64,
-    pub retry_grace: Duration,
-    /// A duplicate push re-queues a still-PENDING record's job once the record is this old.
-    pub requeue_pending_after: Duration,
+    pub url_policy: UrlPolicy,
+    pub webhook: WebhookSettings,
+    pub archiver: ArchiverSettings,
+    pub reconciler: ReconcilerSettings,
     /// Another AWS endpoint (the emulator); `None` on Lambda.
     pub endpoint_url: Option<String>,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("table_name", &self.table_name)
-            .field("queue_url", &self.queue_url)
-            .field("bucket_name", &self.bucket_name)
-            .field(
-                "webhook_tokens",
-                &self.webhook_tokens.as_ref().map(|_| "<redacted>"),
-            )
-            .field("recording_hosts", &self.recording_hosts)
-            .field("url_profile", &self.url_profile)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Config {
@@ -90,6 +85,9 @@ impl Config {
                     })
             })
         };
+        let seconds = |name: &'static str, default: Duration| {
+            number(name, default.as_secs()).map(Duration::from_secs)
+        };
         let url_profile = match get("PNS_URL_PROFILE").as_deref().map(str::trim) {
             None | Some("production") => UrlProfile::Production,
             Some("local") => UrlProfile::Local,
@@ -100,56 +98,104 @@ impl Config {
                 })
             }
         };
-        let config = Self {
+        let hosts = get("PNS_RECORDING_HOSTS").unwrap_or_else(|| DEFAULT_RECORDING_HOSTS.into());
+        let url_policy =
+            UrlPolicy::new(&hosts, url_profile).map_err(ConfigError::RecordingHosts)?;
+        let tokens = match (
+            get("PNS_WEBHOOK_TOKENS"),
+            get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
+        ) {
+            // Tokens given directly win: the secret is then neither read nor refreshed.
+            (Some(tokens), _) => TokenSource::Inline(tokens),
+            (None, Some(arn)) => TokenSource::Secret(arn),
+            (None, None) => TokenSource::None,
+        };
+
+        let webhook_defaults = WebhookSettings::default();
+        let retention_days = number("PNS_RETENTION_DAYS", 0)?;
+        let webhook = WebhookSettings {
+            requeue_pending_after: seconds(
+                "PNS_REQUEUE_PENDING_AFTER_SECONDS",
+                webhook_defaults.requeue_pending_after,
+            )?,
+            retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
+        };
+        let archiver_defaults = ArchiverSettings::default();
+        let archiver = ArchiverSettings {
+            max_bytes: number("PNS_MAX_RECORDING_BYTES", archiver_defaults.max_bytes)?,
+            retry_grace: seconds("PNS_RETRY_GRACE_SECONDS", archiver_defaults.retry_grace)?,
+            ..archiver_defaults
+        };
+        let reconciler_defaults = ReconcilerSettings::default();
+        let reconciler = ReconcilerSettings {
+            requeue_after: seconds(
+                "PNS_RECONCILE_AFTER_SECONDS",
+                reconciler_defaults.requeue_after,
+            )?,
+            max_per_run: number(
+                "PNS_RECONCILE_MAX_PER_RUN",
+                reconciler_defaults.max_per_run as u64,
+            )? as usize,
+            overdue_after: seconds(
+                "PNS_PENDING_ALARM_SECONDS",
+                reconciler_defaults.overdue_after,
+            )?,
+        };
+        Ok(Self {
             table_name: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
             queue_url: required("PNS_QUEUE_URL")?,
             bucket_name: required("PNS_BUCKET_NAME")?,
-            webhook_tokens: get("PNS_WEBHOOK_TOKENS"),
-            webhook_tokens_secret_arn: get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
-            retention_days: number("PNS_RETENTION_DAYS", 0)?,
-            reconcile_after: Duration::from_secs(number("PNS_RECONCILE_AFTER_SECONDS", 900)?),
-            reconcile_max_per_run: number("PNS_RECONCILE_MAX_PER_RUN", 500)?,
-            pending_alarm_after: Duration::from_secs(number("PNS_PENDING_ALARM_SECONDS", 3600)?),
+            tokens,
             source_cidrs: get("PNS_SOURCE_CIDRS").unwrap_or_default(),
-            recording_hosts: get("PNS_RECORDING_HOSTS")
-                .unwrap_or_else(|| DEFAULT_RECORDING_HOSTS.into()),
-            url_profile,
-            max_recording_bytes: number("PNS_MAX_RECORDING_BYTES", DEFAULT_MAX_RECORDING_BYTES)?,
-            retry_grace: Duration::from_secs(number(
-                "PNS_RETRY_GRACE_SECONDS",
-                DEFAULT_RETRY_GRACE.as_secs(),
-            )?),
-            requeue_pending_after: Duration::from_secs(number(
-                "PNS_REQUEUE_PENDING_AFTER_SECONDS",
-                30,
-            )?),
+            url_policy,
+            webhook,
+            archiver,
+            reconciler,
             endpoint_url: get("AWS_ENDPOINT_URL"),
-        };
-        config.url_policy()?;
-        Ok(config)
+        })
     }
 
-    /// The webhook's authenticator; fails when no token is configured.
-    pub fn authenticator(&self) -> Result<Authenticator, ConfigError> {
-        let tokens = self
-            .webhook_tokens
-            .as_deref()
-            .ok_or(ConfigError::Missing("PNS_WEBHOOK_TOKENS"))?;
-        self.authenticator_for(tokens)
-    }
-
-    /// An authenticator for `tokens` (read from the secret) with the configured CIDR list.
+    /// An authenticator for `tokens` (`current[,previous]`) with the configured CIDR list.
     pub fn authenticator_for(&self, tokens: &str) -> Result<Authenticator, ConfigError> {
         Ok(Authenticator::new(tokens, &self.source_cidrs)?)
     }
+}
 
-    pub fn url_policy(&self) -> Result<UrlPolicy, ConfigError> {
-        UrlPolicy::new(&self.recording_hosts, self.url_profile).map_err(|reason| {
-            ConfigError::Invalid {
-                name: "PNS_RECORDING_HOSTS",
-                reason,
-            }
-        })
+/// A queue given by URL, or by name and looked up when first needed (the local stack's way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueRef {
+    Url(String),
+    Name(String),
+}
+
+/// Where `pnsctl` acts, read from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpsConfig {
+    /// `AWS_ENDPOINT_URL`: the emulator; `None` for AWS.
+    pub endpoint_url: Option<String>,
+    pub table: String,
+    pub queue: QueueRef,
+    pub dead_letter_queue: QueueRef,
+    pub bucket: String,
+}
+
+impl OpsConfig {
+    /// `PNS_TABLE_NAME`, `PNS_QUEUE_URL`, `PNS_DLQ_URL`, `PNS_BUCKET_NAME`, `AWS_ENDPOINT_URL`;
+    /// a queue URL left unset is looked up from `PNS_QUEUE_NAME` (and `<name>-dlq`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let queue_name = get("PNS_QUEUE_NAME").unwrap_or_else(|| DEFAULT_QUEUE.into());
+        Self {
+            endpoint_url: get("AWS_ENDPOINT_URL"),
+            table: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
+            queue: get("PNS_QUEUE_URL")
+                .map_or_else(|| QueueRef::Name(queue_name.clone()), QueueRef::Url),
+            dead_letter_queue: get("PNS_DLQ_URL").map_or_else(
+                || QueueRef::Name(format!("{queue_name}-dlq")),
+                QueueRef::Url,
+            ),
+            bucket: get("PNS_BUCKET_NAME").unwrap_or_else(|| DEFAULT_BUCKET.into()),
+        }
     }
 }
 
@@ -171,13 +217,30 @@ mod tests {
         let c = Config::from_lookup(lookup(&[("PNS_QUEUE_URL", "q"), ("PNS_BUCKET_NAME", "b")]))
             .unwrap();
         assert_eq!(c.table_name, DEFAULT_TABLE);
-        assert_eq!(c.url_profile, UrlProfile::Production);
-        assert_eq!(c.max_recording_bytes, DEFAULT_MAX_RECORDING_BYTES);
-        assert_eq!(c.retry_grace, DEFAULT_RETRY_GRACE);
-        assert!(matches!(
-            c.authenticator(),
-            Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS"))
-        ));
+        assert_eq!(c.url_policy.profile(), UrlProfile::Production);
+        assert_eq!(c.archiver.max_bytes, ArchiverSettings::default().max_bytes);
+        assert_eq!(c.archiver.max_bytes, 2 << 30);
+        assert_eq!(c.archiver.retry_grace, Duration::from_secs(1800));
+        assert_eq!(c.webhook.retention, None);
+        assert_eq!(c.reconciler.max_per_run, 500);
+        assert_eq!(c.tokens, TokenSource::None);
+    }
+
+    #[test]
+    fn values_are_mapped_to_the_settings() {
+        let c = Config::from_lookup(lookup(&[
+            ("PNS_QUEUE_URL", "q"),
+            ("PNS_BUCKET_NAME", "b"),
+            ("PNS_RETENTION_DAYS", "2"),
+            ("PNS_RETRY_GRACE_SECONDS", "60"),
+            ("PNS_RECONCILE_MAX_PER_RUN", "7"),
+            ("PNS_WEBHOOK_TOKENS_SECRET_ARN", "arn:secret"),
+        ]))
+        .unwrap();
+        assert_eq!(c.webhook.retention, Some(Duration::from_secs(2 * 86_400)));
+        assert_eq!(c.archiver.retry_grace, Duration::from_secs(60));
+        assert_eq!(c.reconciler.max_per_run, 7);
+        assert_eq!(c.tokens, TokenSource::Secret("arn:secret".into()));
     }
 
     #[test]
@@ -197,7 +260,7 @@ mod tests {
             assert!(
                 matches!(
                     Config::from_lookup(lookup(&pairs)),
-                    Err(ConfigError::Invalid { .. })
+                    Err(ConfigError::Invalid { .. } | ConfigError::RecordingHosts(_))
                 ),
                 "{bad:?}"
             );
@@ -205,7 +268,34 @@ mod tests {
         let mut pairs = base.to_vec();
         pairs.push(("PNS_WEBHOOK_TOKENS", "a-very-secret-token-value"));
         let c = Config::from_lookup(lookup(&pairs)).unwrap();
-        c.authenticator().unwrap();
+        let TokenSource::Inline(tokens) = &c.tokens else {
+            panic!("inline tokens")
+        };
+        c.authenticator_for(tokens).unwrap();
         assert!(!format!("{c:?}").contains("a-very-secret"));
+    }
+
+    #[test]
+    fn ops_queues_are_looked_up_by_name_unless_given() {
+        let env = |name: &str| match name {
+            "PNS_QUEUE_NAME" => Some("jobs".to_owned()),
+            "PNS_DLQ_URL" => Some("http://q/dlq".to_owned()),
+            "PNS_TABLE_NAME" => Some(" ".to_owned()),
+            _ => None,
+        };
+        let config = OpsConfig::from_lookup(env);
+        assert_eq!(config.table, "pns-calls", "blank means unset");
+        assert_eq!(config.bucket, "pns-recordings");
+        assert_eq!(config.endpoint_url, None);
+        assert_eq!(config.queue, QueueRef::Name("jobs".into()));
+        assert_eq!(
+            config.dead_letter_queue,
+            QueueRef::Url("http://q/dlq".into())
+        );
+        let defaults = OpsConfig::from_lookup(|_| None);
+        assert_eq!(
+            defaults.dead_letter_queue,
+            QueueRef::Name("pns-recordings-dlq".into())
+        );
     }
 }

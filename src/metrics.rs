@@ -25,6 +25,110 @@ impl Unit {
     }
 }
 
+/// The `Function` dimension: which function emitted a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Webhook,
+    Archiver,
+    Reconciler,
+}
+
+impl Function {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::Archiver => "archiver",
+            Self::Reconciler => "reconciler",
+        }
+    }
+}
+
+/// Every metric the functions emit: the one list of their names and units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A request reached the webhook, whatever the answer.
+    PushReceived,
+    /// 200 for a new record.
+    PushStored,
+    /// 200 for an id already stored, conflicts included.
+    PushDuplicate,
+    /// 405: not a push at all (API Gateway routes every method to the function).
+    PushRejected,
+    /// 401 or 403: refused before anything was read or written.
+    PushUnauthorized,
+    /// 503: storage failed; NXCLOUD retries.
+    PushFailed,
+    /// Time spent in the webhook handler.
+    PushLatencyMs,
+    RecordingArchived,
+    BytesArchived,
+    ArchiveLatencyMs,
+    /// A recording ended `FAILED` (by the archiver, or refused at intake by the webhook).
+    RecordingFailed,
+    RecordingRetried,
+    PendingRequeued,
+    PendingOverdue,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PushReceived => "PushReceived",
+            Self::PushStored => "PushStored",
+            Self::PushDuplicate => "PushDuplicate",
+            Self::PushRejected => "PushRejected",
+            Self::PushUnauthorized => "PushUnauthorized",
+            Self::PushFailed => "PushFailed",
+            Self::PushLatencyMs => "PushLatencyMs",
+            Self::RecordingArchived => "RecordingArchived",
+            Self::BytesArchived => "BytesArchived",
+            Self::ArchiveLatencyMs => "ArchiveLatencyMs",
+            Self::RecordingFailed => "RecordingFailed",
+            Self::RecordingRetried => "RecordingRetried",
+            Self::PendingRequeued => "PendingRequeued",
+            Self::PendingOverdue => "PendingOverdue",
+        }
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Self::PushLatencyMs | Self::ArchiveLatencyMs => Unit::Milliseconds,
+            Self::BytesArchived => Unit::Bytes,
+            _ => Unit::Count,
+        }
+    }
+}
+
+/// Which function emits which metrics: what the dashboard must show (a test reads it).
+pub const CATALOGUE: &[(Function, &[Metric])] = &[
+    (
+        Function::Webhook,
+        &[
+            Metric::PushReceived,
+            Metric::PushStored,
+            Metric::PushDuplicate,
+            Metric::PushRejected,
+            Metric::PushUnauthorized,
+            Metric::PushFailed,
+            Metric::PushLatencyMs,
+        ],
+    ),
+    (
+        Function::Archiver,
+        &[
+            Metric::RecordingArchived,
+            Metric::RecordingFailed,
+            Metric::RecordingRetried,
+            Metric::BytesArchived,
+            Metric::ArchiveLatencyMs,
+        ],
+    ),
+    (
+        Function::Reconciler,
+        &[Metric::PendingRequeued, Metric::PendingOverdue],
+    ),
+];
+
 /// Where [`emit`] sends its lines; chosen once per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -62,28 +166,28 @@ pub fn output() -> Output {
 ///
 /// Written directly rather than built as a `serde_json::Value`: it runs once per push, and a
 /// tree of small maps is a dozen allocations for one line.
-pub fn emf_line(function: &str, values: &[(&str, f64, Unit)], timestamp_ms: i64) -> String {
+pub fn emf_line(function: Function, values: &[(Metric, f64)], timestamp_ms: i64) -> String {
     let mut out = Vec::with_capacity(160 + 48 * values.len());
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
     write!(out, "{timestamp_ms}").expect("a Vec takes any bytes");
     out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
     json_string(&mut out, NAMESPACE);
     out.extend_from_slice(b",\"Dimensions\":[[\"Function\"]],\"Metrics\":[");
-    for (i, (name, _, unit)) in values.iter().enumerate() {
+    for (i, (metric, _)) in values.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Name\":");
-        json_string(&mut out, name);
+        json_string(&mut out, metric.name());
         out.extend_from_slice(b",\"Unit\":");
-        json_string(&mut out, unit.as_str());
+        json_string(&mut out, metric.unit().as_str());
         out.push(b'}');
     }
     out.extend_from_slice(b"]}]},\"Function\":");
-    json_string(&mut out, function);
-    for (name, value, _) in values {
+    json_string(&mut out, function.as_str());
+    for (metric, value) in values {
         out.push(b',');
-        json_string(&mut out, name);
+        json_string(&mut out, metric.name());
         out.push(b':');
         // As `json!` wrote it: shortest round-trip form, `null` for a non-finite value.
         serde_json::to_writer(&mut out, value).expect("a float serialises");
@@ -97,7 +201,7 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes the metrics to stdout on Lambda (or when `PNS_METRICS=emf`); elsewhere does nothing.
-pub fn emit(function: &str, values: &[(&str, f64, Unit)]) {
+pub fn emit(function: Function, values: &[(Metric, f64)]) {
     let output = output();
     if output == Output::Off || values.is_empty() {
         return;
@@ -120,11 +224,8 @@ mod tests {
     #[test]
     fn emf_document_declares_every_value() {
         let line = emf_line(
-            "webhook",
-            &[
-                ("PushStored", 1.0, Unit::Count),
-                ("PushLatencyMs", 12.5, Unit::Milliseconds),
-            ],
+            Function::Webhook,
+            &[(Metric::PushStored, 1.0), (Metric::PushLatencyMs, 12.5)],
             1_700_000_000_000,
         );
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -145,21 +246,31 @@ mod tests {
     #[test]
     fn emf_document_is_json_whatever_the_values() {
         let line = emf_line(
-            "web\"hook",
+            Function::Archiver,
             &[
-                ("Odd \\ \"name\"", f64::NAN, Unit::Bytes),
-                ("Big", 1e300, Unit::Count),
+                (Metric::BytesArchived, f64::NAN),
+                (Metric::PushReceived, 1e300),
             ],
             -1,
         );
         let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["Function"], "web\"hook");
-        assert_eq!(v["Odd \\ \"name\""], Value::Null);
-        assert_eq!(v["Big"], 1e300);
+        assert_eq!(v["BytesArchived"], Value::Null);
+        assert_eq!(v["PushReceived"], 1e300);
         assert_eq!(v["_aws"]["Timestamp"], -1);
         assert_eq!(
-            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
-            "Odd \\ \"name\""
+            v["_aws"]["CloudWatchMetrics"][0]["Metrics"][0],
+            json!({"Name": "BytesArchived", "Unit": "Bytes"})
         );
+    }
+
+    #[test]
+    fn catalogue_names_are_plain_and_listed_once_per_function() {
+        for (function, metrics) in CATALOGUE {
+            for (i, metric) in metrics.iter().enumerate() {
+                let name = metric.name();
+                assert!(name.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
+                assert!(!metrics[..i].contains(metric), "{function:?}: {name} twice");
+            }
+        }
     }
 }

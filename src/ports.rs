@@ -8,15 +8,16 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value};
 
-use crate::domain::item::StoredRecord;
+use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::domain::url_policy::UrlRefused;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An outside system did not do what was asked (after the SDK's own retries): try again later.
+/// The cause is the error's source; reporters print the chain.
 #[derive(Debug, thiserror::Error)]
-#[error("{operation} failed: {source}")]
+#[error("{operation} failed")]
 pub struct PortError {
     pub operation: &'static str,
     #[source]
@@ -57,7 +58,7 @@ pub trait RecordStore: Send + Sync {
     /// Puts the item unless its `id` exists; a duplicate returns the stored item.
     fn put_new(
         &self,
-        item: Map<String, Value>,
+        item: RecordItem,
     ) -> impl Future<Output = Result<PutOutcome, PortError>> + Send;
     fn get(&self, id: i64) -> impl Future<Output = Result<Option<StoredRecord>, PortError>> + Send;
     /// Marks the recording archived. `false`: the record does not exist.
@@ -78,6 +79,28 @@ pub trait RecordStore: Send + Sync {
         id: i64,
         reason: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Puts a record's recording back to PENDING under `key`, provided the record still
+    /// holds `url` and has no other key. `false`: the record changed (or does not exist).
+    fn reset_to_pending(
+        &self,
+        id: i64,
+        url: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+}
+
+/// Whole stored items, for people: `pnsctl show` and `show-call`.
+pub trait RecordLookup: Send + Sync {
+    /// The item of record `id` as stored (consistent read).
+    fn item(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Map<String, Value>>, PortError>> + Send;
+    /// Every item with this NXCLOUD `callId`, by id.
+    fn by_call_id(
+        &self,
+        call_id: &str,
+    ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
 }
 
 /// A record whose recording is still waiting, as the sparse pending index holds it.
@@ -105,6 +128,8 @@ pub trait PendingRecords: Send + Sync {
 /// The recording job queue.
 pub trait JobQueue: Send + Sync {
     fn send(&self, job: &RecordingJob) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Sends a message body as it is: a redriven dead letter, which need not be a valid job.
+    fn send_raw(&self, body: &str) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Makes a received message visible again after `delay_seconds` (backoff for a retry).
     fn retry_later(
         &self,
@@ -113,10 +138,28 @@ pub trait JobQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// A message received from the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub body: String,
+    pub receipt_handle: String,
+}
+
+/// The dead-letter queue of the recording jobs.
+pub trait DeadLetters: Send + Sync {
+    /// Up to `max` (at most 10) messages, hidden from other readers for a while.
+    fn receive(
+        &self,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, PortError>> + Send;
+    fn delete(&self, receipt_handle: &str) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
 /// Metadata of an object already in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
+    /// The SHA-256 the object was stored with (single-part recordings carry it).
     pub sha256: Option<String>,
 }
 
@@ -128,10 +171,13 @@ pub struct UploadedPart {
 }
 
 /// Object metadata and content type shared by single and multipart uploads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectMeta {
     pub content_type: String,
-    pub metadata: Vec<(String, String)>,
+    /// User metadata. Values are pushed data: the adapter makes them header-safe.
+    pub metadata: Vec<(&'static str, String)>,
+    /// The SHA-256 of the body, when known before the upload (read back by [`ObjectInfo`]).
+    pub sha256: Option<String>,
 }
 
 /// A part body streamed while it downloads: exactly the announced length, or an error.
@@ -145,6 +191,9 @@ pub trait ObjectStore: Send + Sync {
         body: Bytes,
         meta: &ObjectMeta,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The object's body; `None` when there is no such key.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, PortError>> + Send;
+    /// `None`: nothing to adopt under `key`.
     fn head(&self, key: &str)
         -> impl Future<Output = Result<Option<ObjectInfo>, PortError>> + Send;
     fn start_multipart(
@@ -202,6 +251,7 @@ pub enum FetchError {
         seconds: u64,
         min_rate: u64,
     },
+    /// The text is the connection error's chain, without the URL (it may carry a signature).
     #[error("could not connect to the recording host: {0}")]
     Connect(String),
     #[error("recording download broke off: {0}")]

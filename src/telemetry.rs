@@ -29,3 +29,19 @@ pub fn init() {
             .try_init()
     };
 }
+
+/// An error with its sources, `: `-separated: how logs print an error. Errors here keep their
+/// cause as `source` and out of their own message, so each cause shows once.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}

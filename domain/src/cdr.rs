@@ -432,16 +432,9 @@ fn write_canonical_entries<'a, K: AsRef<str>>(
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    // As `hex::encode` writes it, without its char-by-char collect (once per push).
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(64);
-    for byte in Sha256::digest(bytes) {
-        out.extend([
-            DIGITS[usize::from(byte >> 4)],
-            DIGITS[usize::from(byte & 0xf)],
-        ]);
-    }
-    String::from_utf8(out).expect("hex digits are ASCII")
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(bytes), &mut out).expect("64 digits for 32 bytes");
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]

@@ -40,38 +40,98 @@ impl RecordingPlan {
     }
 }
 
-/// The item to put for a new push, as JSON (the DynamoDB adapter converts it).
+/// A stored item as the receiver writes it: attribute names are the receiver's own, so they
+/// are `&'static str` (a push's unknown fields live inside `extraFields`, a value); values are
+/// JSON, which the DynamoDB adapter converts once. Names are unique.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RecordItem(Vec<(&'static str, Value)>);
+
+impl RecordItem {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name`, replacing any value it had.
+    pub fn insert(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => *old = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let i = self.0.iter().position(|(n, _)| *n == name)?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The record id, as every item carries it.
+    pub fn id(&self) -> Option<i64> {
+        self.get("id").and_then(Value::as_i64)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().map(|(n, _)| *n)
+    }
+
+    /// The item as a JSON object (what the DynamoDB console shows, as plain JSON).
+    pub fn to_json(&self) -> Map<String, Value> {
+        self.0
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect()
+    }
+}
+
+impl IntoIterator for RecordItem {
+    type Item = (&'static str, Value);
+    type IntoIter = std::vec::IntoIter<(&'static str, Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// As JSON indexing does: an absent attribute reads as `null`.
+impl std::ops::Index<&str> for RecordItem {
+    type Output = Value;
+
+    fn index(&self, name: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(name).unwrap_or(&NULL)
+    }
+}
+
+/// The item to put for a new push.
 pub fn record_item(
     push: &ParsedPush,
     received_at: OffsetDateTime,
     plan: &RecordingPlan,
-) -> Map<String, Value> {
+) -> RecordItem {
     into_record_item(push.clone(), received_at, plan)
 }
 
 /// As [`record_item`], moving the push's strings into the item instead of copying them.
+///
+/// The attributes: the record's own fields (as `serde_json::to_value(record)` writes them,
+/// `None` left out) minus the unknown ones, which go under `extraFields`, plus the derived
+/// ones. Listed in key (byte) order, as the console lists them.
 pub fn into_record_item(
     push: ParsedPush,
     received_at: OffsetDateTime,
     plan: &RecordingPlan,
-) -> Map<String, Value> {
-    item_attributes(push, received_at, plan)
-        .into_iter()
-        .collect()
-}
-
-/// The item's attributes: the record's own fields (as `serde_json::to_value(record)` writes
-/// them, `None` left out) minus the unknown ones, which go under `extraFields`, plus the
-/// derived ones.
-///
-/// Listed in key (byte) order: collecting sorted pairs builds the map in one linear pass,
-/// where inserting one by one searched the map per key. The order is only about speed; the
-/// map sorts what it is given.
-fn item_attributes(
-    push: ParsedPush,
-    received_at: OffsetDateTime,
-    plan: &RecordingPlan,
-) -> Vec<(String, Value)> {
+) -> RecordItem {
     let ParsedPush {
         record: r,
         payload_sha256,
@@ -129,10 +189,12 @@ fn item_attributes(
         ("startAt", r.start_at.map(Value::from)),
         ("startTime", time(r.start_at)),
     ];
-    attributes
-        .into_iter()
-        .filter_map(|(name, value)| Some((name.to_owned(), value?)))
-        .collect()
+    RecordItem(
+        attributes
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value?)))
+            .collect(),
+    )
 }
 
 /// The part of a stored item the receiver and the archiver act on.
@@ -143,19 +205,18 @@ pub struct StoredRecord {
     pub call_id: Option<String>,
     pub record_file: Option<String>,
     pub payload_sha256: Option<String>,
-    pub recording_status: Option<String>,
+    pub recording_status: Option<RecordingStatus>,
     pub recording_key: Option<String>,
     pub recording_sha256: Option<String>,
     pub recording_bytes: Option<u64>,
     pub received_at_epoch: Option<i64>,
     pub recording_attempts: Option<u32>,
+    pub start_at: Option<i64>,
 }
 
 impl StoredRecord {
     pub fn status(&self) -> Option<RecordingStatus> {
         self.recording_status
-            .as_deref()
-            .and_then(RecordingStatus::parse)
     }
 }
 
@@ -294,9 +355,8 @@ mod tests {
         }
         assert_eq!(item["extraFields"], Value::Object(extra));
         let derived: Vec<&str> = item
-            .keys()
+            .names()
             .filter(|k| !expected.contains_key(*k))
-            .map(String::as_str)
             .collect();
         assert_eq!(
             derived,
@@ -332,10 +392,7 @@ mod tests {
             (RecordingPlan::Pending { key: "k".into() }, 31),
             (RecordingPlan::Refused { reason: "r".into() }, 30),
         ] {
-            let names: Vec<String> = item_attributes(push.clone(), at, &plan)
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect();
+            let names: Vec<&str> = into_record_item(push.clone(), at, &plan).names().collect();
             assert!(names.is_sorted(), "{names:?}");
             assert_eq!(names.len(), count, "{names:?}");
         }

@@ -70,6 +70,15 @@ impl HostPattern {
     }
 }
 
+/// Why a recording-host allow-list is not valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostListError {
+    #[error("bad host pattern `{0}` (a name, or `*.` and a name)")]
+    BadPattern(String),
+    #[error("the recording host allow-list is empty")]
+    Empty,
+}
+
 /// The recording-URL policy: allow-listed hosts and a profile.
 #[derive(Debug, Clone)]
 pub struct UrlPolicy {
@@ -82,14 +91,16 @@ pub const DEFAULT_RECORDING_HOSTS: &str = "*.nxcloud.com";
 
 impl UrlPolicy {
     /// `hosts` is a comma-separated allow-list such as `*.nxcloud.com,records.example.net`.
-    pub fn new(hosts: &str, profile: UrlProfile) -> Result<Self, String> {
+    pub fn new(hosts: &str, profile: UrlProfile) -> Result<Self, HostListError> {
         let mut patterns = Vec::new();
         for raw in hosts.split(',').filter(|s| !s.trim().is_empty()) {
-            patterns
-                .push(HostPattern::parse(raw).ok_or_else(|| format!("bad host pattern `{raw}`"))?);
+            patterns.push(
+                HostPattern::parse(raw)
+                    .ok_or_else(|| HostListError::BadPattern(raw.trim().to_owned()))?,
+            );
         }
         if patterns.is_empty() {
-            return Err("the recording host allow-list is empty".into());
+            return Err(HostListError::Empty);
         }
         Ok(Self {
             hosts: patterns,

@@ -1,5 +1,7 @@
 //! The record store over DynamoDB: one conditional write per state change.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -9,13 +11,20 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::domain::item::{format_time, StoredRecord};
-use crate::domain::item::{PENDING_ATTRIBUTE, PENDING_INDEX};
+use crate::domain::item::{format_time, RecordItem, StoredRecord};
+use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
 use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
-    ArchivedRecording, PendingRecording, PendingRecords, PortError, PutOutcome, RecordStore,
+    ArchivedRecording, PendingRecording, PendingRecords, PortError, PutOutcome, RecordLookup,
+    RecordStore,
 };
+
+type Item = HashMap<String, AttributeValue>;
+
+fn to_json(operation: &'static str, item: Item) -> Result<Map<String, Value>, PortError> {
+    serde_dynamo::from_item(item).map_err(|e| PortError::new(operation, e))
+}
 
 /// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
 #[derive(Clone, Debug)]
@@ -91,9 +100,16 @@ pub fn make_storable(value: &mut Value, depth: usize) {
 }
 
 impl RecordStore for DynamoRecordStore {
-    async fn put_new(&self, mut item: Map<String, Value>) -> Result<PutOutcome, PortError> {
-        item.values_mut().for_each(|v| make_storable(v, 1));
-        let item = serde_dynamo::to_item(item).map_err(|e| PortError::new("PutItem", e))?;
+    async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
+        let item = item
+            .into_iter()
+            .map(|(name, mut value)| {
+                make_storable(&mut value, 1);
+                let value = serde_dynamo::to_attribute_value(value)
+                    .map_err(|e| PortError::new("PutItem", e))?;
+                Ok((name.to_owned(), value))
+            })
+            .collect::<Result<Item, PortError>>()?;
         let result = self
             .client
             .put_item()
@@ -195,6 +211,71 @@ impl RecordStore for DynamoRecordStore {
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
         self.update("UpdateItem(attempt)", request).await.map(drop)
     }
+
+    async fn reset_to_pending(&self, id: i64, url: &str, key: &str) -> Result<bool, PortError> {
+        // The condition pins what was read, so the job queued next matches the stored record.
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .update_expression(
+                "SET recordingStatus = :pending, #pending = :pending, recordingKey = :key \
+                 REMOVE recordingError, failedAt, recordingAttempts, lastAttemptAt",
+            )
+            .condition_expression(
+                "attribute_exists(id) AND recordFile = :url \
+                 AND (attribute_not_exists(recordingKey) OR recordingKey = :key)",
+            )
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":url", s(url));
+        self.update("UpdateItem(rearchive)", request).await
+    }
+}
+
+impl RecordLookup for DynamoRecordStore {
+    async fn item(&self, id: i64) -> Result<Option<Map<String, Value>>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("GetItem", e))?;
+        out.item.map(|item| to_json("GetItem", item)).transpose()
+    }
+
+    async fn by_call_id(&self, call_id: &str) -> Result<Vec<Map<String, Value>>, PortError> {
+        const OPERATION: &str = "Query(callIdLookup)";
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(CALL_ID_INDEX)
+                .key_condition_expression("callId = :call_id")
+                .expression_attribute_values(":call_id", s(call_id))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| PortError::new(OPERATION, e))?;
+            for item in page.items.unwrap_or_default() {
+                items.push(to_json(OPERATION, item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        items.sort_by_key(|i| i.get("id").and_then(Value::as_i64));
+        Ok(items)
+    }
 }
 
 impl PendingRecords for DynamoRecordStore {
@@ -289,7 +370,7 @@ mod tests {
         }
         let original = deep.clone();
         let mut item = Map::new();
-        item.insert("extraFields".into(), json!({"deep": deep}));
+        item.insert("extraFields".to_owned(), json!({"deep": deep}));
         item.values_mut().for_each(|v| make_storable(v, 1));
         // Walk down: containers up to the limit, then one string holding the rest.
         let mut depth = 1;

@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::domain::item::StoredRecord;
+use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
     ArchivedRecording, JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError,
-    PutOutcome, RecordStore, UploadedPart,
+    PutOutcome, RecordLookup, RecordStore, UploadedPart,
 };
 
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
@@ -30,7 +30,7 @@ fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortE
 /// A record table in a map; counts writes.
 #[derive(Default)]
 pub struct MemoryRecordStore {
-    pub items: Mutex<HashMap<i64, Map<String, Value>>>,
+    pub items: Mutex<HashMap<i64, RecordItem>>,
     pub writes: AtomicUsize,
     pub fail_next: AtomicUsize,
     /// Puts to refuse as invalid, as DynamoDB's ValidationException does.
@@ -38,15 +38,15 @@ pub struct MemoryRecordStore {
 }
 
 impl MemoryRecordStore {
-    fn stored(item: &Map<String, Value>) -> StoredRecord {
-        serde_json::from_value(Value::Object(item.clone())).unwrap_or_default()
+    fn stored(item: &RecordItem) -> StoredRecord {
+        serde_json::from_value(Value::Object(item.to_json())).unwrap_or_default()
     }
 
     fn update(
         &self,
         id: i64,
         only_if_pending: bool,
-        apply: impl FnOnce(&mut Map<String, Value>),
+        apply: impl FnOnce(&mut RecordItem),
     ) -> Result<bool, PortError> {
         injected("UpdateItem", &self.fail_next)?;
         let mut items = self.items.lock().expect("not poisoned");
@@ -65,7 +65,7 @@ impl MemoryRecordStore {
 }
 
 impl RecordStore for MemoryRecordStore {
-    async fn put_new(&self, item: Map<String, Value>) -> Result<PutOutcome, PortError> {
+    async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
         injected("PutItem", &self.fail_next)?;
         if self
             .refuse_next
@@ -75,8 +75,7 @@ impl RecordStore for MemoryRecordStore {
             return Ok(PutOutcome::Refused("injected: item refused".into()));
         }
         let id = item
-            .get("id")
-            .and_then(Value::as_i64)
+            .id()
             .ok_or_else(|| PortError::new("PutItem", "no id"))?;
         let mut items = self.items.lock().expect("not poisoned");
         if let Some(old) = items.get(&id) {
@@ -103,27 +102,72 @@ impl RecordStore for MemoryRecordStore {
         archived: &ArchivedRecording,
     ) -> Result<bool, PortError> {
         self.update(id, false, |item| {
-            item.insert("recordingStatus".into(), "ARCHIVED".into());
-            item.insert("recordingKey".into(), archived.key.clone().into());
-            item.insert("recordingBytes".into(), archived.bytes.into());
-            item.insert("recordingSha256".into(), archived.sha256.clone().into());
+            item.insert("recordingStatus", "ARCHIVED".into());
+            item.insert("recordingKey", archived.key.clone().into());
+            item.insert("recordingBytes", archived.bytes.into());
+            item.insert("recordingSha256", archived.sha256.clone().into());
             item.remove("pending");
         })
     }
 
     async fn mark_failed(&self, id: i64, reason: &str) -> Result<bool, PortError> {
         self.update(id, true, |item| {
-            item.insert("recordingStatus".into(), "FAILED".into());
-            item.insert("recordingError".into(), reason.into());
+            item.insert("recordingStatus", "FAILED".into());
+            item.insert("recordingError", reason.into());
             item.remove("pending");
         })
     }
 
     async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
         self.update(id, true, |item| {
-            item.insert("recordingError".into(), reason.into());
+            item.insert("recordingError", reason.into());
         })
         .map(drop)
+    }
+
+    async fn reset_to_pending(&self, id: i64, url: &str, key: &str) -> Result<bool, PortError> {
+        injected("UpdateItem", &self.fail_next)?;
+        let mut items = self.items.lock().expect("not poisoned");
+        let Some(item) = items.get_mut(&id) else {
+            return Ok(false);
+        };
+        let same_key = item.get("recordingKey").is_none_or(|k| k == key);
+        if item.get("recordFile") != Some(&Value::from(url)) || !same_key {
+            return Ok(false);
+        }
+        item.insert("recordingStatus", "PENDING".into());
+        item.insert("pending", "PENDING".into());
+        item.insert("recordingKey", key.into());
+        for gone in [
+            "recordingError",
+            "failedAt",
+            "recordingAttempts",
+            "lastAttemptAt",
+        ] {
+            item.remove(gone);
+        }
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+impl RecordLookup for MemoryRecordStore {
+    async fn item(&self, id: i64) -> Result<Option<Map<String, Value>>, PortError> {
+        injected("GetItem", &self.fail_next)?;
+        let items = self.items.lock().expect("not poisoned");
+        Ok(items.get(&id).map(RecordItem::to_json))
+    }
+
+    async fn by_call_id(&self, call_id: &str) -> Result<Vec<Map<String, Value>>, PortError> {
+        injected("Query", &self.fail_next)?;
+        let items = self.items.lock().expect("not poisoned");
+        let mut found: Vec<Map<String, Value>> = items
+            .values()
+            .filter(|item| item.get("callId").and_then(Value::as_str) == Some(call_id))
+            .map(RecordItem::to_json)
+            .collect();
+        found.sort_by_key(|i| i.get("id").and_then(Value::as_i64));
+        Ok(found)
     }
 }
 
@@ -139,6 +183,12 @@ impl JobQueue for MemoryJobQueue {
         injected("SendMessage", &self.fail_next)?;
         self.jobs.lock().expect("not poisoned").push(job.clone());
         Ok(())
+    }
+
+    async fn send_raw(&self, body: &str) -> Result<(), PortError> {
+        let job = serde_json::from_str(body)
+            .map_err(|e| PortError::new("SendMessage", format!("not a job: {e}")))?;
+        self.send(&job).await
     }
 
     async fn retry_later(
@@ -175,12 +225,14 @@ impl ObjectStore for MemoryObjectStore {
             .get(key)
             .map(|(body, meta)| ObjectInfo {
                 size: body.len() as u64,
-                sha256: meta
-                    .metadata
-                    .iter()
-                    .find(|(k, _)| k == "sha256")
-                    .map(|(_, v)| v.clone()),
+                sha256: meta.sha256.clone(),
             }))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PortError> {
+        injected("GetObject", &self.fail_next)?;
+        let objects = self.objects.lock().expect("not poisoned");
+        Ok(objects.get(key).map(|(body, _)| body.clone()))
     }
 
     async fn start_multipart(&self, _key: &str, _meta: &ObjectMeta) -> Result<String, PortError> {

@@ -1,6 +1,9 @@
 //! The bucket over S3: quarantined bodies, conflicts and recordings.
 
+use std::borrow::Cow;
+
 use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -53,7 +56,46 @@ impl http_body::Body for ExactLengthBody {
 }
 
 /// Object metadata key holding the hex SHA-256 of a recording.
-pub const SHA256_METADATA: &str = "sha256";
+const SHA256_METADATA: &str = "sha256";
+
+/// Longest metadata value written: S3 allows 2 KB of user metadata per object in all.
+const MAX_METADATA_VALUE: usize = 512;
+
+/// A metadata value as an HTTP header can carry it. Values come from pushes (a `callId`
+/// with a newline, a reason quoting a non-ASCII field): a header S3 refuses would fail the
+/// upload on every delivery. Printable ASCII is kept as it is; every other byte, and `%`,
+/// is percent-encoded; the result is cut to [`MAX_METADATA_VALUE`] bytes.
+pub fn header_value(value: &str) -> Cow<'_, str> {
+    let safe = |b: u8| (b' '..=b'~').contains(&b) && b != b'%';
+    if value.len() <= MAX_METADATA_VALUE && value.bytes().all(safe) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len().min(MAX_METADATA_VALUE));
+    for b in value.bytes() {
+        let encoded = if safe(b) { 1 } else { 3 };
+        if out.len() + encoded > MAX_METADATA_VALUE {
+            break;
+        }
+        if safe(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The user metadata of `meta`, header-safe, with the digest under its key.
+fn metadata(meta: &ObjectMeta) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    meta.metadata
+        .iter()
+        .map(|(k, v)| (*k, header_value(v)))
+        .chain(
+            meta.sha256
+                .as_deref()
+                .map(|sha| (SHA256_METADATA, Cow::Borrowed(sha))),
+        )
+}
 
 /// The `pns-recordings` bucket.
 #[derive(Clone, Debug)]
@@ -109,7 +151,7 @@ impl ObjectStore for S3ObjectStore {
             .key(key)
             .content_type(&meta.content_type)
             .body(ByteStream::from(body));
-        for (k, v) in &meta.metadata {
+        for (k, v) in metadata(meta) {
             request = request.metadata(k, v);
         }
         request
@@ -139,6 +181,29 @@ impl ObjectStore for S3ObjectStore {
         }
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, PortError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e)) if matches!(e.err(), GetObjectError::NoSuchKey(_)) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(PortError::new("GetObject", e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::new("GetObject", e))?;
+        Ok(Some(body.into_bytes()))
+    }
+
     async fn start_multipart(&self, key: &str, meta: &ObjectMeta) -> Result<String, PortError> {
         let mut request = self
             .client
@@ -146,7 +211,7 @@ impl ObjectStore for S3ObjectStore {
             .bucket(&self.bucket)
             .key(key)
             .content_type(&meta.content_type);
-        for (k, v) in &meta.metadata {
+        for (k, v) in metadata(meta) {
             request = request.metadata(k, v);
         }
         let out = request
@@ -225,5 +290,21 @@ impl ObjectStore for S3ObjectStore {
             .await
             .map_err(|e| PortError::new("AbortMultipartUpload", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_values_are_header_safe() {
+        assert_eq!(header_value("1604763745256783872"), "1604763745256783872");
+        assert_eq!(header_value("a\nb"), "a%0Ab");
+        assert_eq!(header_value("é 100%"), "%C3%A9 100%25");
+        let deleted = "\u{7f}".repeat(400);
+        let long = header_value(&deleted);
+        assert_eq!(long.len(), 510, "whole escapes only, under the cap");
+        assert!(long.bytes().all(|b| (b' '..=b'~').contains(&b)));
     }
 }

@@ -1,9 +1,25 @@
-//! The recording job queue over SQS.
+//! The recording job queue and its dead-letter queue over SQS.
 
 use aws_sdk_sqs::Client;
 
+use crate::config::QueueRef;
 use crate::domain::recording::RecordingJob;
-use crate::ports::{JobQueue, PortError};
+use crate::ports::{DeadLetter, DeadLetters, JobQueue, PortError};
+
+/// The URL of a queue given by URL or by name (looked up).
+pub async fn queue_url(client: &Client, queue: &QueueRef) -> Result<String, PortError> {
+    match queue {
+        QueueRef::Url(url) => Ok(url.clone()),
+        QueueRef::Name(name) => client
+            .get_queue_url()
+            .queue_name(name)
+            .send()
+            .await
+            .map_err(|e| PortError::new("GetQueueUrl", e))?
+            .queue_url
+            .ok_or_else(|| PortError::new("GetQueueUrl", "no queue URL in the answer")),
+    }
+}
 
 /// The `pns-recordings` queue.
 #[derive(Clone, Debug)]
@@ -24,6 +40,10 @@ impl SqsJobQueue {
 impl JobQueue for SqsJobQueue {
     async fn send(&self, job: &RecordingJob) -> Result<(), PortError> {
         let body = serde_json::to_string(job).expect("a job serialises");
+        self.send_raw(&body).await
+    }
+
+    async fn send_raw(&self, body: &str) -> Result<(), PortError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -43,6 +63,58 @@ impl JobQueue for SqsJobQueue {
             .send()
             .await
             .map_err(|e| PortError::new("ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+}
+
+/// The `pns-recordings-dlq` queue.
+#[derive(Clone, Debug)]
+pub struct SqsDeadLetters {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetters {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| PortError::new("ReceiveMessage", e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| {
+                Some(DeadLetter {
+                    body: m.body?,
+                    receipt_handle: m.receipt_handle?,
+                })
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), PortError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| PortError::new("DeleteMessage", e))?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ use pns_cdr::adapters::{
     aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
 };
 use pns_cdr::config::Config;
-use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
+use pns_cdr::handlers::archiver::Archiver;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -20,12 +20,8 @@ async fn main() -> Result<(), Error> {
         store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
-        source: HttpRecordingSource::new(config.url_policy()?, HttpTimeouts::default()),
-        settings: ArchiverSettings {
-            max_bytes: config.max_recording_bytes,
-            retry_grace: config.retry_grace,
-            ..ArchiverSettings::default()
-        },
+        source: HttpRecordingSource::new(config.url_policy, HttpTimeouts::default()),
+        settings: config.archiver,
     };
     let archiver = &archiver;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

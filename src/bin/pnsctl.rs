@@ -1,87 +1,162 @@
-//! `pnsctl`: the operator tools of `pns_cdr::ops`, against AWS or the local stack.
+//! `pnsctl`: the operator verbs of `pns_cdr::ops`, against AWS or the local stack.
 
-use anyhow::{bail, Context};
-use pns_cdr::ops::{redact_url, BodySource, Ops, OpsConfig, DEFAULT_REDRIVE_MAX};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::ProgressBar;
+use pns_cdr::adapters::aws::AwsClients;
+use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::s3::S3ObjectStore;
+use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
+use pns_cdr::config::OpsConfig;
+use pns_cdr::ops::{self, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
-const USAGE: &str = "usage: pnsctl <command> [args]
+/// The operator tool of pns-cdr: redrive, re-archive, show and replay.
+#[derive(Parser)]
+#[command(
+    name = "pnsctl",
+    override_usage = "pnsctl <COMMAND>
+       pnsctl redrive [--max N]
+       pnsctl rearchive <id>
+       pnsctl show <id>
+       pnsctl show-call <callId>
+       pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)",
+    after_help = "Environment: PNS_TABLE_NAME, PNS_QUEUE_URL and PNS_DLQ_URL (or PNS_QUEUE_NAME), \
+PNS_BUCKET_NAME, AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-  redrive [--max N]          move up to N (default 1000) DLQ messages back to the queue
-  rearchive <id>             put a record's recording back to PENDING and queue its job
-  show <id>                  print a record as JSON
-  show-call <callId>         print the records of an NXCLOUD callId as a JSON array
-  replay <url-with-token> (--file PATH | --s3-key KEY)
-                             POST a saved push body to the webhook, print the answer";
+#[derive(Subcommand)]
+enum Command {
+    /// Move dead-lettered jobs back to the recording queue.
+    Redrive {
+        /// Move at most this many messages.
+        #[arg(long, default_value_t = DEFAULT_REDRIVE_MAX)]
+        max: usize,
+    },
+    /// Put a record's recording back to PENDING and queue its job.
+    Rearchive {
+        /// The NXCLOUD record id.
+        id: i64,
+    },
+    /// Print a record as JSON.
+    Show {
+        /// The NXCLOUD record id.
+        id: i64,
+    },
+    /// Print the records of an NXCLOUD callId as a JSON array.
+    ShowCall {
+        /// NXCLOUD's callId.
+        call_id: String,
+    },
+    /// POST a saved push body to the webhook, as NXCLOUD would, and print the answer.
+    Replay {
+        /// The webhook URL with its `?token=`; printed without the query.
+        url: String,
+        #[command(flatten)]
+        body: ReplayBody,
+    },
+}
 
-const ENVIRONMENT: &str = "environment: PNS_TABLE_NAME, PNS_QUEUE_URL and PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME,
-AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)";
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ReplayBody {
+    /// A local file holding the body.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// A key in the bucket, e.g. rejected/<sha256>.json.
+    #[arg(long)]
+    s3_key: Option<String>,
+}
 
-fn main() {
+fn main() -> ExitCode {
     // Results go to stdout (`pnsctl show 45 | jq`), so logs stay quiet unless RUST_LOG asks.
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
     pns_cdr::telemetry::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
-        return println!("{USAGE}\n\n{ENVIRONMENT}");
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    let result = runtime.block_on(run(&args));
-    match result {
-        Ok(output) => println!("{output}"),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            // Each cause once: an AWS error's message often repeats its source's.
-            let mut message = e.to_string();
-            for cause in e.chain().skip(1).map(ToString::to_string) {
-                if !message.contains(&cause) {
-                    message = format!("{message}: {cause}");
-                }
-            }
-            eprintln!("pnsctl: {message}");
-            std::process::exit(1);
+            let _ = e.print();
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
+    match runtime.block_on(run(cli.command)) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // Every cause once: the errors keep their causes as sources, not in their text.
+            eprintln!("pnsctl: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Runs one command; returns what to print.
-async fn run(args: &[&str]) -> anyhow::Result<String> {
+/// Runs one verb; returns what to print.
+async fn run(command: Command) -> anyhow::Result<String> {
     let config = OpsConfig::from_lookup(|name| std::env::var(name).ok());
-    let ops = Ops::connect(config).await;
-    let id = |s: &str| {
-        s.parse::<i64>()
-            .with_context(|| format!("`{s}` is not a record id"))
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let records = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
+    // Queues are resolved before anything changes: a wrong queue fails the verb up front.
+    let job_queue = || async {
+        let url = queue_url(&clients.sqs, &config.queue).await?;
+        anyhow::Ok(SqsJobQueue::new(clients.sqs.clone(), url))
     };
-    let moved = |n: usize| format!("moved {n} messages from the DLQ back to the queue");
-    Ok(match args {
-        ["redrive"] => moved(ops.redrive(DEFAULT_REDRIVE_MAX).await?),
-        ["redrive", "--max", n] => moved(
-            ops.redrive(n.parse().context("--max takes a count")?)
-                .await?,
-        ),
-        ["rearchive", s] => {
-            let job = ops.rearchive(id(s)?).await?;
+    Ok(match command {
+        Command::Redrive { max } => {
+            let queue = job_queue().await?;
+            let dlq_url = queue_url(&clients.sqs, &config.dead_letter_queue).await?;
+            let dead_letters = SqsDeadLetters::new(clients.sqs.clone(), dlq_url);
+            // Drawn on a terminal only.
+            let progress = ProgressBar::new(max as u64);
+            let moved = ops::redrive(&queue, &dead_letters, max, |n| {
+                progress.set_position(n as u64)
+            })
+            .await;
+            progress.finish_and_clear();
+            format!("moved {} messages from the DLQ back to the queue", moved?)
+        }
+        Command::Rearchive { id } => {
+            let queue = job_queue().await?;
+            let job = ops::rearchive(&records, &queue, id).await?;
             format!("record {} is PENDING; job queued for {}", job.id, job.key)
         }
-        ["show", s] => format!("{:#}", ops.show(id(s)?).await?),
-        ["show-call", call_id] => format!("{:#}", Value::from(ops.show_call(call_id).await?)),
-        ["replay", url, flag @ ("--file" | "--s3-key"), from] => {
-            let source = match *flag {
-                "--file" => BodySource::File(from.into()),
-                _ => BodySource::S3Key(from.to_string()),
+        Command::Show { id } => format!("{:#}", Value::Object(ops::show(&records, id).await?)),
+        Command::ShowCall { call_id } => {
+            let items = ops::show_call(&records, &call_id).await?;
+            format!(
+                "{:#}",
+                Value::from_iter(items.into_iter().map(Value::Object))
+            )
+        }
+        Command::Replay { url, body } => {
+            let source = match (body.file, body.s3_key) {
+                (Some(path), _) => BodySource::File(path),
+                (None, Some(key)) => BodySource::S3Key(key),
+                (None, None) => unreachable!("clap requires one of the two"),
             };
-            let answer = ops.replay(url, &source).await?;
+            let objects = S3ObjectStore::new(clients.s3.clone(), &config.bucket);
+            let answer = ops::replay(&objects, &url, &source).await?;
             format!(
                 "POST {} -> {}\n{}",
-                redact_url(url),
+                redact_url(&url),
                 answer.status,
                 answer.body
             )
         }
-        _ => bail!(
-            "unknown command or arguments: {}\n\n{USAGE}",
-            args.join(" ")
-        ),
     })
 }

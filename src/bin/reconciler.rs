@@ -3,7 +3,8 @@
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use pns_cdr::adapters::{aws::AwsClients, dynamodb::DynamoRecordStore, sqs::SqsJobQueue};
 use pns_cdr::config::Config;
-use pns_cdr::handlers::reconciler::{ReconcileReport, Reconciler, ReconcilerSettings};
+use pns_cdr::handlers::reconciler::{ReconcileReport, Reconciler};
+use pns_cdr::telemetry::ErrorChain;
 use serde_json::Value;
 
 #[tokio::main]
@@ -14,11 +15,7 @@ async fn main() -> Result<(), Error> {
     let reconciler = Reconciler {
         pending: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
-        settings: ReconcilerSettings {
-            requeue_after: config.reconcile_after,
-            max_per_run: config.reconcile_max_per_run as usize,
-            overdue_after: config.pending_alarm_after,
-        },
+        settings: config.reconciler,
     };
     let reconciler = &reconciler;
     run(service_fn(move |_: LambdaEvent<Value>| async move {
@@ -26,7 +23,7 @@ async fn main() -> Result<(), Error> {
             .run(time::OffsetDateTime::now_utc())
             .await
             .inspect_err(|e| {
-                tracing::error!(error = %e, outcome = "failed", "reconciler run failed");
+                tracing::error!(error = %ErrorChain(e), outcome = "failed", "reconciler run failed");
             })?;
         Ok::<ReconcileReport, Error>(report)
     }))

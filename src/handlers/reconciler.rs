@@ -10,11 +10,12 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::domain::recording::RecordingJob;
-use crate::metrics::{self, Unit};
+use crate::metrics::{self, Function, Metric};
 use crate::ports::{JobQueue, PendingRecords, PortError};
+use crate::telemetry::ErrorChain;
 
 /// Tunables of one reconciler run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconcilerSettings {
     /// Only records PENDING for at least this long are re-queued (younger ones have a job).
     pub requeue_after: Duration,
@@ -79,7 +80,7 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
             match self.queue.send(&job).await {
                 Ok(()) => report.requeued += 1,
                 Err(e) => {
-                    warn!(id = job.id, error = %e, "could not re-queue a pending recording");
+                    warn!(id = job.id, error = %ErrorChain(&e), "could not re-queue a pending recording");
                     report.failed += 1;
                 }
             }
@@ -92,10 +93,10 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
             "reconciler run finished"
         );
         metrics::emit(
-            "reconciler",
+            Function::Reconciler,
             &[
-                ("PendingRequeued", report.requeued as f64, Unit::Count),
-                ("PendingOverdue", report.overdue as f64, Unit::Count),
+                (Metric::PendingRequeued, report.requeued as f64),
+                (Metric::PendingOverdue, report.overdue as f64),
             ],
         );
         Ok(report)

@@ -21,8 +21,9 @@ use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
 };
 use crate::domain::url_policy::UrlPolicy;
-use crate::metrics::{self, Unit};
+use crate::metrics::{self, Function, Metric};
 use crate::ports::{JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore};
+use crate::telemetry::ErrorChain;
 
 /// TTL attribute (Unix seconds), as named in the table's `TimeToLiveSpecification`.
 pub const EXPIRES_AT_ATTRIBUTE: &str = "expiresAt";
@@ -40,32 +41,126 @@ pub struct Push<'a> {
     pub body: &'a [u8],
 }
 
-/// The answer: an HTTP status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
+/// Why a body was kept in the bucket instead of stored as a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quarantine {
+    /// Not a valid push (400).
+    InvalidBody,
+    /// Over [`MAX_BODY_BYTES`] (413).
+    TooLarge,
+    /// Valid to the contract, refused by the table on every try (422).
+    Unstorable,
 }
 
-impl Answer {
-    fn ok(id: i64, duplicate: bool) -> Self {
-        Self {
-            status: 200,
-            body: json!({"ok": true, "id": id, "duplicate": duplicate}),
+/// How one push ended. The answer's status, error code and metric all follow from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// A new record, stored (and its recording job queued).
+    Stored {
+        id: i64,
+    },
+    /// The id was stored before; `conflict` when this body differs from the stored one.
+    Duplicate {
+        id: i64,
+        conflict: bool,
+    },
+    MethodNotAllowed,
+    Unauthorized(AuthError),
+    /// The body is kept under `key`; nothing else was written.
+    Quarantined {
+        kind: Quarantine,
+        why: InvalidPush,
+        key: String,
+    },
+    /// Storage failed: NXCLOUD retries.
+    Unavailable,
+}
+
+impl PushOutcome {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Stored { .. } | Self::Duplicate { .. } => 200,
+            Self::MethodNotAllowed => 405,
+            Self::Unauthorized(AuthError::BadToken) => 401,
+            Self::Unauthorized(AuthError::SourceNotAllowed) => 403,
+            Self::Quarantined { kind, .. } => match kind {
+                Quarantine::InvalidBody => 400,
+                Quarantine::TooLarge => 413,
+                Quarantine::Unstorable => 422,
+            },
+            Self::Unavailable => 503,
         }
     }
 
-    fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: json!({"ok": false, "error": error, "message": message.into()}),
+    /// The answer's `error`; `None` for a 200.
+    pub fn error_code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Stored { .. } | Self::Duplicate { .. } => return None,
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Unauthorized(AuthError::BadToken) => "unauthorized",
+            Self::Unauthorized(AuthError::SourceNotAllowed) => "forbidden",
+            Self::Quarantined { kind, .. } => match kind {
+                Quarantine::InvalidBody => "invalid_body",
+                Quarantine::TooLarge => "payload_too_large",
+                Quarantine::Unstorable => "unstorable_record",
+            },
+            Self::Unavailable => "unavailable",
+        })
+    }
+
+    /// The metric that counts this outcome.
+    pub fn metric(&self) -> Metric {
+        match self {
+            Self::Stored { .. } => Metric::PushStored,
+            Self::Duplicate { .. } => Metric::PushDuplicate,
+            Self::MethodNotAllowed | Self::Quarantined { .. } => Metric::PushRejected,
+            Self::Unauthorized(_) => Metric::PushUnauthorized,
+            Self::Unavailable => Metric::PushFailed,
         }
     }
 
-    fn unavailable(e: &PortError) -> Self {
-        warn!(error = %e, outcome = "unavailable", "storage failed; NXCLOUD will retry");
-        Self::error(503, "unavailable", "storage is unavailable, retry later")
+    /// The JSON answer.
+    pub fn body(&self) -> Value {
+        match self {
+            Self::Stored { id } => json!({"ok": true, "id": id, "duplicate": false}),
+            Self::Duplicate { id, conflict } => {
+                json!({"ok": true, "id": id, "duplicate": true, "conflict": conflict})
+            }
+            Self::Quarantined { why, key, .. } => json!({
+                "ok": false,
+                "error": self.error_code(),
+                "message": why.message,
+                "field": why.field,
+                "quarantineKey": key,
+            }),
+            Self::MethodNotAllowed => self.error("only POST is accepted"),
+            Self::Unauthorized(e) => self.error(&e.to_string()),
+            Self::Unavailable => self.error("storage is unavailable, retry later"),
+        }
     }
+
+    fn error(&self, message: &str) -> Value {
+        json!({"ok": false, "error": self.error_code(), "message": message})
+    }
+
+    /// The JSON HTTP response.
+    pub fn to_response(&self) -> Response<Body> {
+        let mut builder = Response::builder()
+            .status(self.status())
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if *self == Self::MethodNotAllowed {
+            builder = builder.header(http::header::ALLOW, "POST");
+        }
+        builder
+            .body(Body::Text(self.body().to_string()))
+            .expect("a static response is valid")
+    }
+}
+
+/// Storage failed: logged with its cause; NXCLOUD will retry.
+fn unavailable(e: &PortError) -> PushOutcome {
+    warn!(error = %ErrorChain(e), outcome = "unavailable", "storage failed; NXCLOUD will retry");
+    PushOutcome::Unavailable
 }
 
 /// What the duplicate path needs of a push already moved into its item.
@@ -76,7 +171,7 @@ struct Pushed<'a> {
 }
 
 /// Tunables of the webhook.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
     /// A duplicate of a record still `PENDING` re-enqueues its job only once the record is
     /// this old: NXCLOUD retries a failed push after about a minute, so a lost job is
@@ -95,16 +190,6 @@ impl Default for WebhookSettings {
     }
 }
 
-impl WebhookSettings {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self {
-            requeue_pending_after: config.requeue_pending_after,
-            retention: (config.retention_days > 0)
-                .then(|| Duration::from_secs(config.retention_days * 86_400)),
-        }
-    }
-}
-
 /// The webhook service, generic over its three ports.
 pub struct Webhook<S, Q, O> {
     pub store: S,
@@ -116,40 +201,30 @@ pub struct Webhook<S, Q, O> {
 }
 
 impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
-    /// Handles one push. Never panics on input; every answer is JSON.
-    pub async fn handle(&self, push: Push<'_>) -> Answer {
+    /// Handles one push. Never panics on input.
+    pub async fn handle(&self, push: Push<'_>) -> PushOutcome {
         let started = std::time::Instant::now();
-        let answer = self.answer(push).await;
-        let outcome = match answer.status {
-            200 if answer.body["duplicate"] == true => "PushDuplicate",
-            200 => "PushStored",
-            401 | 403 => "PushUnauthorized",
-            500..=599 => "PushFailed",
-            _ => "PushRejected",
-        };
+        let outcome = self.answer(push).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         metrics::emit(
-            "webhook",
+            Function::Webhook,
             &[
-                ("PushReceived", 1.0, Unit::Count),
-                (outcome, 1.0, Unit::Count),
-                ("PushLatencyMs", latency_ms, Unit::Milliseconds),
+                (Metric::PushReceived, 1.0),
+                (outcome.metric(), 1.0),
+                (Metric::PushLatencyMs, latency_ms),
             ],
         );
-        answer
+        outcome
     }
 
-    async fn answer(&self, push: Push<'_>) -> Answer {
+    async fn answer(&self, push: Push<'_>) -> PushOutcome {
         if !push.method.eq_ignore_ascii_case("POST") {
-            return Answer::error(405, "method_not_allowed", "only POST is accepted");
+            return PushOutcome::MethodNotAllowed;
         }
         let token = presented_token(push.query_token, push.authorization);
         if let Err(e) = self.auth.check(token, push.source_ip) {
             warn!(outcome = "unauthorized", reason = %e, "push refused");
-            return match e {
-                AuthError::BadToken => Answer::error(401, "unauthorized", e.to_string()),
-                AuthError::SourceNotAllowed => Answer::error(403, "forbidden", e.to_string()),
-            };
+            return PushOutcome::Unauthorized(e);
         }
         let received_at = OffsetDateTime::now_utc();
         if push.body.len() > MAX_BODY_BYTES {
@@ -161,13 +236,13 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 ),
             };
             return self
-                .quarantine(push.body, &why, received_at, 413, "payload_too_large")
+                .quarantine(push.body, why, received_at, Quarantine::TooLarge)
                 .await;
         }
         match CallRecord::parse(push.body) {
             Ok(parsed) => self.store_push(push.body, parsed, received_at).await,
             Err(why) => {
-                self.quarantine(push.body, &why, received_at, 400, "invalid_body")
+                self.quarantine(push.body, why, received_at, Quarantine::InvalidBody)
                     .await
             }
         }
@@ -178,7 +253,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         body: &[u8],
         push: ParsedPush,
         received_at: OffsetDateTime,
-    ) -> Answer {
+    ) -> PushOutcome {
         let record = &push.record;
         let id = record.id;
         let plan = match record.recording_url() {
@@ -202,17 +277,17 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         let mut item = into_record_item(push, received_at, &plan);
         if let Some(retention) = self.settings.retention {
             let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
-            item.insert(EXPIRES_AT_ATTRIBUTE.into(), expires_at.into());
+            item.insert(EXPIRES_AT_ATTRIBUTE, expires_at.into());
         }
         match self.store.put_new(item).await {
-            Err(e) => Answer::unavailable(&e),
+            Err(e) => unavailable(&e),
             Ok(PutOutcome::Created) => {
                 let recording = plan.status();
                 if let (RecordingPlan::Pending { key }, Some(url)) = (plan, job_url) {
                     if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
                         // The record is stored as PENDING: the retry takes the duplicate path
                         // and enqueues again.
-                        return Answer::unavailable(&e);
+                        return unavailable(&e);
                     }
                 }
                 info!(
@@ -222,7 +297,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     recording = recording.as_str(),
                     "push stored"
                 );
-                Answer::ok(id, false)
+                PushOutcome::Stored { id }
             }
             Ok(PutOutcome::Refused(reason)) => {
                 // Valid to the contract, unstorable as an item: a retry would be refused too,
@@ -231,7 +306,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     field: None,
                     message: format!("the table refused the record: {reason}"),
                 };
-                self.quarantine(body, &why, received_at, 422, "unstorable_record")
+                self.quarantine(body, why, received_at, Quarantine::Unstorable)
                     .await
             }
             Ok(PutOutcome::Duplicate(stored)) => {
@@ -251,7 +326,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         push: Pushed<'_>,
         stored: StoredRecord,
         received_at: OffsetDateTime,
-    ) -> Answer {
+    ) -> PushOutcome {
         let Pushed {
             id,
             call_id,
@@ -262,13 +337,14 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
             let meta = ObjectMeta {
                 content_type: "application/json".into(),
                 metadata: vec![
-                    ("record-id".into(), id.to_string()),
-                    ("received-at".into(), format_time(received_at)),
+                    ("record-id", id.to_string()),
+                    ("received-at", format_time(received_at)),
                     (
-                        "stored-payload-sha256".into(),
+                        "stored-payload-sha256",
                         stored.payload_sha256.clone().unwrap_or_default(),
                     ),
                 ],
+                sha256: None,
             };
             let key = conflict_key(id, payload_sha256);
             if let Err(e) = self
@@ -276,7 +352,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 .put(&key, Bytes::copy_from_slice(body), &meta)
                 .await
             {
-                return Answer::unavailable(&e);
+                return unavailable(&e);
             }
             warn!(
                 id,
@@ -291,11 +367,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         let age = received_at.unix_timestamp() - stored.received_at_epoch.unwrap_or_default();
         let settled = age >= self.settings.requeue_pending_after.as_secs() as i64;
         if stored.status() == Some(RecordingStatus::Pending) && settled {
-            if let (Some(url), Some(key)) =
-                (stored.record_file.clone(), stored.recording_key.clone())
-            {
+            if let (Some(url), Some(key)) = (stored.record_file, stored.recording_key) {
                 if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
-                    return Answer::unavailable(&e);
+                    return unavailable(&e);
                 }
             }
         }
@@ -306,45 +380,39 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
             conflict,
             "push already stored"
         );
-        let mut answer = Answer::ok(id, true);
-        answer.body["conflict"] = conflict.into();
-        answer
+        PushOutcome::Duplicate { id, conflict }
     }
 
-    /// Keeps a body that is not a valid push, keyed by its digest, then answers `status`.
+    /// Keeps a body that is not a valid push, keyed by its digest.
     async fn quarantine(
         &self,
         body: &[u8],
-        why: &InvalidPush,
+        why: InvalidPush,
         received_at: OffsetDateTime,
-        status: u16,
-        error: &str,
-    ) -> Answer {
-        let digest = sha256_hex(body);
-        let key = rejected_key(&digest);
+        kind: Quarantine,
+    ) -> PushOutcome {
+        let key = rejected_key(&sha256_hex(body));
         let mut metadata = vec![
-            ("reason".into(), ascii_header(&why.message)),
-            ("received-at".into(), format_time(received_at)),
+            ("reason", why.message.clone()),
+            ("received-at", format_time(received_at)),
         ];
         if let Some(field) = &why.field {
-            metadata.push(("field".into(), ascii_header(field)));
+            metadata.push(("field", field.clone()));
         }
         let meta = ObjectMeta {
             content_type: "application/octet-stream".into(),
             metadata,
+            sha256: None,
         };
         if let Err(e) = self
             .objects
             .put(&key, Bytes::copy_from_slice(body), &meta)
             .await
         {
-            return Answer::unavailable(&e);
+            return unavailable(&e);
         }
         warn!(outcome = "rejected", key, field = why.field.as_deref(), reason = %why.message, "invalid push quarantined");
-        let mut answer = Answer::error(status, error, why.message.clone());
-        answer.body["field"] = why.field.clone().into();
-        answer.body["quarantineKey"] = key.into();
-        answer
+        PushOutcome::Quarantined { kind, why, key }
     }
 
     /// The `lambda_http` entry point: API Gateway HTTP API (payload v2) in, response out.
@@ -366,7 +434,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
             }
             _ => None,
         };
-        let answer = self
+        let outcome = self
             .handle(Push {
                 method: request.method().as_str(),
                 query_token: query_token.as_deref(),
@@ -375,35 +443,8 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                 body: request.body().as_ref(),
             })
             .await;
-        Ok(to_response(&answer))
+        Ok(outcome.to_response())
     }
-}
-
-/// The JSON HTTP response for an answer.
-pub fn to_response(answer: &Answer) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(answer.status)
-        .header(http::header::CONTENT_TYPE, "application/json");
-    if answer.status == 405 {
-        builder = builder.header(http::header::ALLOW, "POST");
-    }
-    builder
-        .body(Body::Text(answer.body.to_string()))
-        .expect("a static response is valid")
-}
-
-/// S3 metadata travels as HTTP headers: printable ASCII only, bounded.
-fn ascii_header(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(1024)
-        .collect()
 }
 
 #[cfg(test)]
@@ -453,11 +494,11 @@ mod tests {
     async fn a_failed_put_answers_503_and_writes_nothing() {
         let w = webhook();
         w.store.fail_next.store(1, Ordering::SeqCst);
-        assert_eq!(w.handle(push(&body(1, 5))).await.status, 503);
+        assert_eq!(w.handle(push(&body(1, 5))).await.status(), 503);
         assert!(w.store.items.lock().unwrap().is_empty());
         assert!(w.queue.jobs.lock().unwrap().is_empty());
         // NXCLOUD's retry then stores it.
-        assert_eq!(w.handle(push(&body(1, 5))).await.status, 200);
+        assert_eq!(w.handle(push(&body(1, 5))).await.status(), 200);
         assert_eq!(w.queue.jobs.lock().unwrap().len(), 1);
     }
 
@@ -466,9 +507,10 @@ mod tests {
         let w = webhook();
         w.store.refuse_next.store(1, Ordering::SeqCst);
         let answer = w.handle(push(&body(2, 5))).await;
-        assert_eq!(answer.status, 422, "{}", answer.body);
-        assert_eq!(answer.body["error"], "unstorable_record");
-        let key = answer.body["quarantineKey"].as_str().unwrap();
+        assert_eq!(answer.status(), 422, "{}", answer.body());
+        assert_eq!(answer.body()["error"], "unstorable_record");
+        let answered = answer.body();
+        let key = answered["quarantineKey"].as_str().unwrap();
         let objects = w.objects.objects.lock().unwrap();
         assert_eq!(objects[key].0.as_ref(), body(2, 5).as_slice());
         assert!(w.queue.jobs.lock().unwrap().is_empty());
@@ -478,7 +520,7 @@ mod tests {
     async fn a_failed_enqueue_answers_503_and_the_retry_enqueues() {
         let w = webhook();
         w.queue.fail_next.store(1, Ordering::SeqCst);
-        assert_eq!(w.handle(push(&body(2, 5))).await.status, 503);
+        assert_eq!(w.handle(push(&body(2, 5))).await.status(), 503);
         assert_eq!(
             w.store.items.lock().unwrap().len(),
             1,
@@ -486,7 +528,7 @@ mod tests {
         );
         let answer = w.handle(push(&body(2, 5))).await;
         assert_eq!(
-            (answer.status, answer.body["duplicate"].clone()),
+            (answer.status(), answer.body()["duplicate"].clone()),
             (200, Value::Bool(true))
         );
         assert_eq!(w.queue.jobs.lock().unwrap().len(), 1);
@@ -497,23 +539,23 @@ mod tests {
         let w = webhook();
         w.objects.fail_next.store(1, Ordering::SeqCst);
         assert_eq!(
-            w.handle(push(b"{not json")).await.status,
+            w.handle(push(b"{not json")).await.status(),
             503,
             "a bad body is only refused once kept"
         );
-        assert_eq!(w.handle(push(b"{not json")).await.status, 400);
+        assert_eq!(w.handle(push(b"{not json")).await.status(), 400);
         assert_eq!(w.objects.objects.lock().unwrap().len(), 1);
 
-        assert_eq!(w.handle(push(&body(3, 5))).await.status, 200);
+        assert_eq!(w.handle(push(&body(3, 5))).await.status(), 200);
         w.objects.fail_next.store(1, Ordering::SeqCst);
         assert_eq!(
-            w.handle(push(&body(3, 6))).await.status,
+            w.handle(push(&body(3, 6))).await.status(),
             503,
             "a conflicting body is only answered once kept"
         );
         let answer = w.handle(push(&body(3, 6))).await;
         assert_eq!(
-            (answer.status, answer.body["conflict"].clone()),
+            (answer.status(), answer.body()["conflict"].clone()),
             (200, Value::Bool(true))
         );
         assert_eq!(
@@ -531,7 +573,7 @@ mod tests {
                 query_token: Some("wrong-token-0000000000"),
                 ..push(&body)
             };
-            assert_eq!(w.handle(p).await.status, 401);
+            assert_eq!(w.handle(p).await.status(), 401);
         }
         assert_eq!(w.store.writes.load(Ordering::SeqCst), 0);
         assert!(w.objects.objects.lock().unwrap().is_empty());
@@ -543,7 +585,7 @@ mod tests {
         let mut w = webhook();
         w.settings.retention = Some(Duration::from_secs(86_400));
         let before = OffsetDateTime::now_utc().unix_timestamp();
-        assert_eq!(w.handle(push(&body(5, 5))).await.status, 200);
+        assert_eq!(w.handle(push(&body(5, 5))).await.status(), 200);
         let expires = w.store.items.lock().unwrap()[&5][EXPIRES_AT_ATTRIBUTE]
             .as_i64()
             .unwrap();

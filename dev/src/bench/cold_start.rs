@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
+use indicatif::ProgressBar;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
@@ -29,14 +30,8 @@ use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
-use pns_cdr::domain::recording::{recording_key, RecordingJob};
+use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::ports::{PutOutcome, RecordStore};
-
-const USAGE: &str = "usage: pns-bench cold-start [--runs N] [--webhook PATH] [--archiver PATH]
-
-  --runs N          starts per binary (default 20)
-  --webhook PATH    release webhook binary (default target/release/webhook)
-  --archiver PATH   release archiver binary (default target/release/archiver)";
 
 /// The issue's goal: init ≤ 10 ms and peak RSS ≤ 16 MiB.
 const GOAL_INIT: Duration = Duration::from_millis(10);
@@ -48,50 +43,19 @@ const RECORDING_BYTES: u64 = 64 * 1024;
 /// Bytes of a child's output kept for an error message.
 const LOG_TAIL: usize = 4096;
 
-#[derive(Debug)]
-struct Options {
-    runs: usize,
+/// `pns-bench cold-start`: time from process start to the first invocation answered, for the
+/// release webhook and archiver against the in-repo Lambda Runtime API emulator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ColdStartArgs {
+    /// Starts per binary.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// The release webhook binary.
+    #[arg(long, default_value = "target/release/webhook")]
     webhook: PathBuf,
+    /// The release archiver binary.
+    #[arg(long, default_value = "target/release/archiver")]
     archiver: PathBuf,
-}
-
-impl Options {
-    /// `None` when only the usage was asked for.
-    fn parse(args: &[String]) -> anyhow::Result<Option<Self>> {
-        let mut options = Self {
-            runs: 20,
-            webhook: "target/release/webhook".into(),
-            archiver: "target/release/archiver".into(),
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = || {
-                args.next()
-                    .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))
-            };
-            match arg.as_str() {
-                "--runs" => {
-                    options.runs = value()?
-                        .parse()
-                        .with_context(|| format!("--runs takes a number\n\n{USAGE}"))?;
-                    ensure!(options.runs > 0, "--runs must be at least 1");
-                }
-                "--webhook" => options.webhook = value()?.into(),
-                "--archiver" => options.archiver = value()?.into(),
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown argument `{other}`\n\n{USAGE}"),
-            }
-        }
-        for path in [&options.webhook, &options.archiver] {
-            ensure!(
-                path.is_file(),
-                "{} not found; build it first: \
-                 cargo build --release --bin webhook --bin archiver",
-                path.display()
-            );
-        }
-        Ok(Some(options))
-    }
 }
 
 /// The two functions measured.
@@ -143,11 +107,15 @@ struct Bench {
 }
 
 /// `pns-bench cold-start [args]`.
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
-        return Ok(());
-    };
+pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
+    for path in [&options.webhook, &options.archiver] {
+        ensure!(
+            path.is_file(),
+            "{} not found; build it first: \
+             cargo build --release --bin webhook --bin archiver",
+            path.display()
+        );
+    }
     let emulator = tokio::task::spawn_blocking(|| Emulator::start(0))
         .await
         .context("starting the AWS emulator")??;
@@ -169,7 +137,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         (Function::Webhook, &options.webhook),
         (Function::Archiver, &options.archiver),
     ] {
-        let mut samples = Vec::with_capacity(options.runs);
+        let mut samples = Vec::with_capacity(options.runs as usize);
+        // Drawn on a terminal only.
+        let progress = ProgressBar::new(options.runs).with_message(function.name());
         for n in 0..options.runs {
             // Ids apart per function, so no run meets another's record.
             let id = match function {
@@ -191,7 +161,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                 "cold start measured"
             );
             samples.push(sample);
+            progress.inc(1);
         }
+        progress.finish_and_clear();
         rows.push((function, samples));
     }
     print_table(&options, &rows);
@@ -307,7 +279,7 @@ impl Bench {
                 // A refused job is not retried, so no failure alone does not mean archived.
                 let record = self.store.get(id).await?.context("the record exists")?;
                 ensure!(
-                    record.recording_status.as_deref() == Some("ARCHIVED")
+                    record.recording_status == Some(RecordingStatus::Archived)
                         && record.recording_bytes == Some(RECORDING_BYTES),
                     "record {id} is {:?} with {:?} bytes, not ARCHIVED",
                     record.recording_status,
@@ -482,7 +454,7 @@ fn stats_ms(values: impl Iterator<Item = Duration>) -> (f64, f64, f64) {
     )
 }
 
-fn print_table(options: &Options, rows: &[(Function, Vec<Sample>)]) {
+fn print_table(options: &ColdStartArgs, rows: &[(Function, Vec<Sample>)]) {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "cold start: {} starts per binary, {cpus} CPUs; Runtime API emulator on 127.0.0.1, \
@@ -542,10 +514,19 @@ mod tests {
 
     #[test]
     fn options_default_and_reject_unknown() {
-        assert!(Options::parse(&["--help".into()]).unwrap().is_none());
-        let err = Options::parse(&["--bogus".into()]).unwrap_err();
-        assert!(err.to_string().contains("unknown argument"));
-        let err = Options::parse(&["--runs".into(), "0".into()]).unwrap_err();
-        assert!(err.to_string().contains("at least 1"));
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ColdStartArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["cold-start"], args].concat());
+        let defaults = parse(&[]).unwrap().args;
+        assert_eq!(defaults.runs, 20);
+        assert_eq!(defaults.webhook, PathBuf::from("target/release/webhook"));
+        let err = parse(&["--bogus"]).err().unwrap();
+        assert!(err.to_string().contains("unexpected argument"), "{err}");
+        let err = parse(&["--runs", "0"]).err().unwrap();
+        assert!(err.to_string().contains("not in 1.."), "{err}");
     }
 }

@@ -80,7 +80,7 @@ pub async fn measure(mut options: LocalOptions) -> anyhow::Result<RequestCounts>
     let url = format!("{}?token={LOCAL_TOKEN}", stack.webhook_url);
     let recording = stack.recordings.url("count", 1024, "");
     let base = i64::from(std::process::id()) * 1000;
-    let mut rng = crate::sim::Rng::new(7);
+    let mut rng = fastrand::Rng::with_seed(7);
     let with_recording = crate::sim::push_body(base + 1, Some(&recording), &mut rng);
     let without = crate::sim::push_body(base + 2, None, &mut rng);
     let count = |body: String| {

@@ -16,7 +16,6 @@ use crate::sim::{self, Delivery, PlannedRecord, Workload};
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
 use pns_cdr::domain::recording::{recording_key, RecordingJob};
-use pns_cdr::ops::{Ops, OpsConfig, QueueRef};
 
 /// What one run measured.
 #[derive(Debug, Clone)]
@@ -81,7 +80,7 @@ pub async fn measure(
         drain: false,
         ..LocalOptions::default()
     };
-    let names = options.names.clone();
+
     let stack = LocalStack::start(options).await?;
     let workload = Workload {
         first_id: 1,
@@ -123,17 +122,7 @@ pub async fn measure(
         &stack.archiver,
         poller::FUNCTION_TIMEOUT,
     );
-    let ops = Ops::new(
-        stack.clients.clone(),
-        OpsConfig {
-            endpoint_url: Some(endpoint.to_owned()),
-            table: names.table.clone(),
-            queue: QueueRef::Url(stack.queues.queue_url.clone()),
-            dead_letter_queue: QueueRef::Url(stack.queues.dead_letter_queue_url.clone()),
-            bucket: names.bucket.clone(),
-        },
-    );
-    let verified = sim::verify(&ops, &records, &sent, Duration::from_secs(900)).await?;
+    let verified = sim::verify(&stack.target(), &records, &sent, Duration::from_secs(900)).await?;
     drains.iter().for_each(|d| d.abort());
     Ok(Throughput {
         pushes: sent.pushes as usize,
@@ -167,7 +156,7 @@ async fn raw_floor(
             None => RecordingPlan::None,
         };
         let item: std::collections::HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(record_item(&push, now, &plan))?;
+            serde_dynamo::to_item(record_item(&push, now, &plan).to_json())?;
         let job = match (&plan, url) {
             (RecordingPlan::Pending { key }, Some(url)) => {
                 Some(serde_json::to_string(&RecordingJob {
@@ -183,7 +172,7 @@ async fn raw_floor(
             requests.push(request.clone());
         }
     }
-    sim::Rng::new(11).shuffle(&mut requests);
+    fastrand::Rng::with_seed(11).shuffle(&mut requests);
     let (dynamodb, sqs) = (&stack.clients.dynamodb, &stack.clients.sqs);
     let (table, queue_url) = (&names.table, &queues.queue_url);
     let started = Instant::now();

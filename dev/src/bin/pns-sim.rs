@@ -1,27 +1,47 @@
 //! `pns-sim`: NXCLOUD-style load against a webhook, then proof that nothing was lost.
 
-use anyhow::bail;
-use pns_cdr::ops::{Ops, OpsConfig};
-use pns_cdr_dev::sim::{Simulation, SIMULATE_USAGE};
+use std::process::ExitCode;
+
+use clap::Parser;
+use pns_cdr::config::OpsConfig;
+use pns_cdr::telemetry::ErrorChain;
+use pns_cdr_dev::sim::{SimulateArgs, Simulation, Target};
+
+/// Push NXCLOUD-style call records at a webhook, then verify nothing was lost. The table,
+/// queues and bucket to check are named by the pnsctl environment (PNS_TABLE_NAME,
+/// PNS_QUEUE_NAME or PNS_QUEUE_URL and PNS_DLQ_URL, PNS_BUCKET_NAME, AWS_ENDPOINT_URL).
+#[derive(Parser)]
+#[command(name = "pns-sim")]
+struct Cli {
+    #[command(flatten)]
+    args: SimulateArgs,
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
     pns_cdr::telemetry::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: pns-sim {SIMULATE_USAGE}");
-        return Ok(());
+    let cli = Cli::parse();
+    let result = async {
+        let simulation = Simulation::try_from(cli.args)?;
+        let target =
+            Target::connect(&OpsConfig::from_lookup(|name| std::env::var(name).ok())).await?;
+        simulation.run(&target).await
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let simulation = Simulation::from_args(&args)?;
-    let ops = Ops::connect(OpsConfig::from_lookup(|name| std::env::var(name).ok())).await;
-    let (summary, passed) = simulation.run(&ops).await?;
-    print!("{summary}");
-    if !passed {
-        bail!("verification failed: a record or recording was lost, or work was left behind");
+    .await;
+    match result {
+        Ok((summary, passed)) => {
+            print!("{summary}");
+            if passed {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "pns-sim: verification failed: a record or recording was lost, or work was left behind"
+            );
+        }
+        Err(e) => eprintln!("pns-sim: {}", ErrorChain(&e)),
     }
-    Ok(())
+    ExitCode::FAILURE
 }

@@ -11,7 +11,7 @@ use super::emulator::ResourceNames;
 use super::{LocalOptions, LocalStack, LOCAL_TOKEN};
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
-use pns_cdr::domain::recording::{recording_key, RecordingJob};
+use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::handlers::archiver::Outcome;
 use pns_cdr::ports::RecordStore;
 
@@ -116,7 +116,7 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let record = stack.archiver.store.get(45).await?;
-        if record.as_ref().and_then(|r| r.recording_status.as_deref()) != Some("PENDING")
+        if record.as_ref().and_then(|r| r.recording_status) != Some(RecordingStatus::Pending)
             || Instant::now() > deadline
         {
             break;

@@ -23,11 +23,12 @@ use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::SqsJobQueue;
-use pns_cdr::domain::auth::Authenticator;
-use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
+use pns_cdr::domain::auth::{AuthConfigError, Authenticator};
+use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::reconciler::{Reconciler, ReconcilerSettings};
 use pns_cdr::handlers::webhook::{Webhook, WebhookSettings};
+use pns_cdr::telemetry::ErrorChain;
 
 /// The token `make run` accepts.
 pub const LOCAL_TOKEN: &str = "local-dev-token";
@@ -118,8 +119,10 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid local configuration: {0}")]
-    Config(String),
+    #[error("invalid recording host allow-list")]
+    RecordingHosts(#[source] HostListError),
+    #[error("invalid local webhook tokens")]
+    Tokens(#[source] AuthConfigError),
     #[error("reading the table failed: {0}")]
     Read(String),
 }
@@ -181,9 +184,8 @@ impl LocalStack {
         let queues =
             create_resources(&clients, &options.names, options.visibility_timeout_seconds).await?;
         let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
-            .map_err(LocalError::Config)?;
-        let auth = Authenticator::new(&options.tokens, "")
-            .map_err(|e| LocalError::Config(e.to_string()))?;
+            .map_err(LocalError::RecordingHosts)?;
+        let auth = Authenticator::new(&options.tokens, "").map_err(LocalError::Tokens)?;
 
         let webhook = Arc::new(Webhook {
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
@@ -244,7 +246,7 @@ impl LocalStack {
                 loop {
                     tokio::time::sleep(every).await;
                     if let Err(e) = reconciler.run(time::OffsetDateTime::now_utc()).await {
-                        tracing::warn!(error = %e, "reconciler run failed");
+                        tracing::warn!(error = %ErrorChain(&e), "reconciler run failed");
                     }
                 }
             }));
@@ -285,6 +287,17 @@ impl LocalStack {
             .map_err(|e| LocalError::Read(e.to_string()))?;
         items.sort_by_key(|i| i["id"].as_i64());
         Ok(items)
+    }
+
+    /// The stack's resources, as the simulator's verification reads them.
+    pub fn target(&self) -> crate::sim::Target {
+        crate::sim::Target {
+            clients: self.clients.clone(),
+            table: self.names.table.clone(),
+            queue_url: self.queues.queue_url.clone(),
+            dead_letter_queue_url: self.queues.dead_letter_queue_url.clone(),
+            bucket: self.names.bucket.clone(),
+        }
     }
 
     /// Runs one receive → archiver → delete round (tests drive the queue step by step).

@@ -465,7 +465,8 @@ async fn an_object_stored_before_a_crash_is_adopted_without_downloading() {
     let bytes: Vec<u8> = recording.chunks().flat_map(|c| c.to_vec()).collect();
     let meta = ObjectMeta {
         content_type: "audio/mpeg".into(),
-        metadata: vec![("sha256".into(), recording.sha256())],
+        metadata: Vec::new(),
+        sha256: Some(recording.sha256()),
     };
     stack
         .archiver

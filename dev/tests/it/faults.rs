@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pns_cdr::adapters::aws::AwsClients;
-use pns_cdr::ops::{Ops, OpsConfig, QueueRef};
 use pns_cdr_dev::bench::requests::{self, RequestCounts};
 use pns_cdr_dev::local::fake_nxcloud::{FakeNxcloud, SampleRecording};
 use pns_cdr_dev::local::fault_proxy::{Fault, FaultProxy};
 use pns_cdr_dev::local::{LocalOptions, LocalStack, LOCAL_TOKEN};
 use pns_cdr_dev::sim::{
     plan, send, summary, verify, Delivery, Expect, PlannedRecord, PlannedRecording, RecordingHost,
-    SendReport, Verification, Workload,
+    SendReport, Target, Verification, Workload,
 };
 
 fn scale() -> usize {
@@ -61,24 +60,17 @@ fn delivery(stack: &LocalStack) -> Delivery {
 }
 
 /// Verification reads the emulator directly, not through the proxy's faults.
-async fn ops_for(stack: &LocalStack) -> Ops {
-    let endpoint = common::emulator_endpoint();
-    Ops::new(
-        AwsClients::load(Some(&endpoint)).await,
-        OpsConfig {
-            endpoint_url: Some(endpoint),
-            table: stack.names.table.clone(),
-            queue: QueueRef::Url(stack.queues.queue_url.clone()),
-            dead_letter_queue: QueueRef::Url(stack.queues.dead_letter_queue_url.clone()),
-            bucket: stack.names.bucket.clone(),
-        },
-    )
+async fn target_for(stack: &LocalStack) -> Target {
+    Target {
+        clients: AwsClients::load(Some(&common::emulator_endpoint())).await,
+        ..stack.target()
+    }
 }
 
 struct Rig {
     proxy: FaultProxy,
     stack: LocalStack,
-    ops: Ops,
+    target: Target,
 }
 
 async fn rig() -> Rig {
@@ -89,8 +81,12 @@ async fn rig() -> Rig {
     options.endpoint_url = Some(proxy.endpoint.clone());
     scaled_settings(&mut options);
     let stack = LocalStack::start(options).await.unwrap();
-    let ops = ops_for(&stack).await;
-    Rig { proxy, stack, ops }
+    let target = target_for(&stack).await;
+    Rig {
+        proxy,
+        stack,
+        target,
+    }
 }
 
 fn workload(count: usize) -> Workload {
@@ -115,9 +111,13 @@ fn report(text: &str) {
     println!("=== {scenario}\n{text}");
 }
 
-async fn finish(ops: &Ops, records: &[PlannedRecord], sent: &SendReport) -> (Verification, String) {
+async fn finish(
+    target: &Target,
+    records: &[PlannedRecord],
+    sent: &SendReport,
+) -> (Verification, String) {
     let settle = Duration::from_secs(60 + 30 * scale() as u64);
-    let verified = verify(ops, records, sent, settle).await.unwrap();
+    let verified = verify(target, records, sent, settle).await.unwrap();
     let text = summary(sent, &verified);
     report(&text);
     (verified, text)
@@ -133,7 +133,7 @@ async fn survives(faults: &[(Option<&str>, Fault, usize)]) -> (SendReport, Verif
             .inject(*operation, fault.clone(), *times * scale());
     }
     let sent = send(&records, &delivery(&rig.stack)).await.unwrap();
-    let (verified, text) = finish(&rig.ops, &records, &sent).await;
+    let (verified, text) = finish(&rig.target, &records, &sent).await;
     assert!(rig.proxy.faults_applied() > 0, "no fault was injected");
     assert!(verified.passed(), "{text}");
     (sent, verified)
@@ -215,7 +215,7 @@ fn the_process_is_killed_between_the_put_and_the_send() {
         .unwrap()
         .parse()
         .unwrap();
-    let ops = test_runtime.block_on(ops_for(stack));
+    let target = test_runtime.block_on(target_for(stack));
     let delivery = delivery(stack);
 
     let held = Arc::new(tokio::sync::Notify::new());
@@ -251,7 +251,7 @@ fn the_process_is_killed_between_the_put_and_the_send() {
     let second = Process::start(options);
 
     let sent = sent_rx.recv_timeout(Duration::from_secs(120)).unwrap();
-    let (verified, text) = test_runtime.block_on(finish(&ops, &records, &sent));
+    let (verified, text) = test_runtime.block_on(finish(&target, &records, &sent));
     assert!(verified.passed(), "{text}");
     assert!(
         sent.statuses.get(&0).is_some_and(|n| *n > 0),
@@ -316,7 +316,7 @@ async fn misbehaving_recording_hosts_end_archived_or_failed_with_the_reason() {
     };
     let records = plan(&workload, Some(&host));
     let sent = send(&records, &delivery(&rig.stack)).await.unwrap();
-    let (verified, text) = finish(&rig.ops, &records, &sent).await;
+    let (verified, text) = finish(&rig.target, &records, &sent).await;
     assert!(verified.passed(), "{text}");
     assert_eq!(verified.recordings_expected, records.len());
     let failing = BEHAVIOURS.iter().filter(|b| b.1.is_some()).count();
@@ -381,11 +381,11 @@ async fn verification_notices_one_lost_recording() {
     };
     let records = plan(&workload, Some(&host));
     let sent = send(&records, &delivery(&rig.stack)).await.unwrap();
-    let (verified, text) = finish(&rig.ops, &records, &sent).await;
+    let (verified, text) = finish(&rig.target, &records, &sent).await;
     assert!(verified.passed(), "{text}");
     // Lose one archived recording behind the stack's back.
     let key = common::keys(&rig.stack, "recordings/").await.remove(0);
-    rig.ops
+    rig.target
         .clients
         .s3
         .delete_object()
@@ -394,7 +394,7 @@ async fn verification_notices_one_lost_recording() {
         .send()
         .await
         .unwrap();
-    let (verified, text) = finish(&rig.ops, &records, &sent).await;
+    let (verified, text) = finish(&rig.target, &records, &sent).await;
     assert!(!verified.passed(), "{text}");
     assert_eq!(verified.lost(), 1, "{text}");
     assert!(

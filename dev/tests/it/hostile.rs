@@ -998,7 +998,10 @@ impl Worker {
         self.seen.borrow_mut().insert(outcome(status, &answer));
         Ok(Sent {
             status,
-            record: id.and_then(|id| webhook.store.items.lock().unwrap().get(&id).cloned()),
+            record: id.and_then(|id| {
+                let items = webhook.store.items.lock().unwrap();
+                items.get(&id).map(|item| item.to_json())
+            }),
             answer,
             record_writes: webhook.store.writes.load(Ordering::SeqCst) - writes_before,
             jobs: webhook.queue.jobs.lock().unwrap().clone(),
