@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
+
+use crate::canonical;
+pub use crate::canonical::sha256_hex;
 
 /// Why a push body is not a call record. `field` names the offending field when there is one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -152,8 +154,7 @@ impl CallRecord {
 impl CallRecord {
     /// Moves every declared field into its type, naming the first field that cannot be (the
     /// integers first, in this order, then the strings); the other fields are `extra`.
-    /// Moving, not cloning, is why this is hand-written rather than `serde_json::from_value`
-    /// (whose `flatten` buffers every field).
+    /// Hand-written rather than `serde_json::from_value` (a fast path: see `crate::fast`).
     fn from_fields(fields: Vec<(Key<'_>, Value)>) -> Result<Self, InvalidPush> {
         let mut declared = Declared::default();
         let mut extra = BTreeMap::new();
@@ -279,8 +280,8 @@ impl Declared {
 type Key<'a> = Cow<'a, str>;
 
 /// The pushed body's top level: its fields in arrival order, or `None` when the body is JSON
-/// but not an object. Parsed by hand so that keys are not copied and no map is built just to
-/// be taken apart again; values are ordinary `serde_json::Value`s.
+/// but not an object. Parsed by hand (a fast path: see `crate::fast`): keys are borrowed and
+/// no map is built just to be taken apart again; values are ordinary `serde_json::Value`s.
 struct TopLevel<'a>(Option<Vec<(Key<'a>, Value)>>);
 
 impl<'de> Deserialize<'de> for TopLevel<'de> {
@@ -383,58 +384,9 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Compact JSON with object keys sorted at every depth, so the digest does not depend on the
-/// sender's key order or on which map type serde_json was built with.
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Object(map) => write_canonical_object(map, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(v, out);
-            }
-            out.push(b']');
-        }
-        scalar => serde_json::to_writer(&mut *out, scalar).expect("a scalar serialises"),
-    }
-}
-
-/// A nested object: its keys sorted here.
-fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
-    let mut entries: Vec<_> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    write_canonical_entries(entries.into_iter(), out);
-}
-
 /// The top level: fields already sorted by key, without repeats.
 fn write_canonical_fields(fields: &[(Key<'_>, Value)], out: &mut Vec<u8>) {
-    write_canonical_entries(fields.iter().map(|(k, v)| (k.as_ref(), v)), out);
-}
-
-fn write_canonical_entries<'a, K: AsRef<str>>(
-    entries: impl Iterator<Item = (K, &'a Value)>,
-    out: &mut Vec<u8>,
-) {
-    out.push(b'{');
-    for (i, (k, v)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, k.as_ref()).expect("a string serialises");
-        out.push(b':');
-        write_canonical(v, out);
-    }
-    out.push(b'}');
-}
-
-/// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let mut out = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(bytes), &mut out).expect("64 digits for 32 bytes");
-    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
+    canonical::write_entries(fields.iter().map(|(k, v)| (k.as_ref(), v)), out);
 }
 
 #[cfg(test)]
@@ -548,13 +500,6 @@ mod tests {
                 err.message.starts_with("body is not valid JSON: "),
                 "{body:?}"
             );
-        }
-    }
-
-    #[test]
-    fn hex_digest_is_hex_encode() {
-        for body in [&b""[..], b"abc", EXAMPLE.as_bytes()] {
-            assert_eq!(sha256_hex(body), hex::encode(Sha256::digest(body)));
         }
     }
 

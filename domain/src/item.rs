@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::cdr::ParsedPush;
+use crate::fast::push_padded;
 use crate::recording::RecordingStatus;
 
 /// Attribute present (value `PENDING`) only while a recording waits to be archived, so the
@@ -122,7 +123,8 @@ pub fn record_item(
     into_record_item(push.clone(), received_at, plan)
 }
 
-/// As [`record_item`], moving the push's strings into the item instead of copying them.
+/// As [`record_item`], moving the push's strings into the item instead of copying them (a
+/// fast path: see `crate::fast`).
 ///
 /// The attributes: the record's own fields (as `serde_json::to_value(record)` writes them,
 /// `None` left out) minus the unknown ones, which go under `extraFields`, plus the derived
@@ -255,24 +257,21 @@ pub fn format_time(t: OffsetDateTime) -> String {
             .format(&Rfc3339)
             .expect("a UTC time formats as RFC 3339");
     }
-    // Digits into a fixed template, as `Rfc3339` writes them: this runs four times per push,
-    // and the general formatter is the slower way to the same 20 bytes.
-    let mut out = *b"0000-00-00T00:00:00Z";
-    let fields = [
-        (0, 4, year as u32),
-        (5, 2, u8::from(t.month()).into()),
-        (8, 2, t.day().into()),
-        (11, 2, hour.into()),
-        (14, 2, minute.into()),
-        (17, 2, second.into()),
+    // As `Rfc3339` writes it (a fast path: see `crate::fast`).
+    let mut out = String::with_capacity(20);
+    let fields: [(u32, u32, char); 6] = [
+        (year as u32, 4, '-'),
+        (u8::from(t.month()).into(), 2, '-'),
+        (t.day().into(), 2, 'T'),
+        (hour.into(), 2, ':'),
+        (minute.into(), 2, ':'),
+        (second.into(), 2, 'Z'),
     ];
-    for (start, width, mut n) in fields {
-        for digit in out[start..start + width].iter_mut().rev() {
-            *digit = b'0' + (n % 10) as u8;
-            n /= 10;
-        }
+    for (n, width, separator) in fields {
+        push_padded(&mut out, n, width);
+        out.push(separator);
     }
-    String::from_utf8(out.to_vec()).expect("digits and separators are ASCII")
+    out
 }
 
 #[cfg(test)]

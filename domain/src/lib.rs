@@ -3,7 +3,9 @@
 //! build it on its own; the `pns-cdr` crate re-exports it as `pns_cdr::domain`.
 
 pub mod auth;
+mod canonical;
 pub mod cdr;
+mod fast;
 pub mod item;
 pub mod recording;
 pub mod url_policy;

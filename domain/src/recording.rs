@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
+
+use crate::fast::push_padded;
 use time::OffsetDateTime;
 
 /// Where a record's recording stands. Stored as `recordingStatus` in upper case.
@@ -75,7 +77,7 @@ pub fn recording_key(
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
         .unwrap_or(received_at);
     // As `format!("{RECORDINGS_PREFIX}{year:04}/{month:02}/{day:02}/{id}.{ext}")` would
-    // write it; by hand because padded `format!` took twice the instructions, once per push.
+    // write it (a fast path: see `crate::fast`).
     let mut key = String::with_capacity(RECORDINGS_PREFIX.len() + 32);
     key.push_str(RECORDINGS_PREFIX);
     match u32::try_from(date.year()) {
@@ -88,19 +90,6 @@ pub fn recording_key(
     push_padded(&mut key, date.day().into(), 2);
     write!(key, "/{id}.{}", extension(url)).expect("a String takes any text");
     key
-}
-
-/// `n` in decimal, zero-padded to at least `width` digits.
-fn push_padded(out: &mut String, n: u32, width: u32) {
-    let mut unit = 10u64.pow(width.saturating_sub(1));
-    while unit * 10 <= u64::from(n) {
-        unit *= 10;
-    }
-    while unit > 0 {
-        let digit = (u64::from(n) / unit % 10) as u8;
-        out.push(char::from(b'0' + digit));
-        unit /= 10;
-    }
 }
 
 /// `wav` for WAV URLs, `mp3` otherwise (NXCLOUD's documented format).
@@ -157,12 +146,6 @@ mod tests {
                 date.day()
             );
             assert_eq!(recording_key(id, Some(unix), date, "x"), expected);
-        }
-        let mut s = String::new();
-        for (n, width) in [(0, 4), (7, 2), (12, 2), (123, 2), (u32::MAX, 4)] {
-            s.clear();
-            push_padded(&mut s, n, width);
-            assert_eq!(s, format!("{n:0width$}", width = width as usize));
         }
     }
 

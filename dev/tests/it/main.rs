@@ -4,6 +4,7 @@
 mod common;
 
 mod archiver;
+mod docs;
 mod faults;
 mod hostile;
 mod ops;
