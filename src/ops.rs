@@ -58,6 +58,8 @@ pub enum OpsError {
     },
     #[error(transparent)]
     Aws(#[from] PortError),
+    #[error(transparent)]
+    Tls(#[from] crate::adapters::tls::TlsError),
 }
 
 pub type Result<T, E = OpsError> = std::result::Result<T, E>;
@@ -202,7 +204,9 @@ pub async fn replay(
         endpoint: shown.clone(),
         source: e.without_url(),
     };
+    let tls = crate::adapters::tls::client_config()?;
     let response = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .timeout(REPLAY_TIMEOUT)
         .build()
         .map_err(http_error)?

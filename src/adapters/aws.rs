@@ -2,7 +2,10 @@
 
 use aws_config::{BehaviorVersion, Region};
 
-/// The three clients every function lends to its adapters.
+use super::http_client::ReqwestHttpClient;
+use super::tls::TlsError;
+
+/// The clients every function lends to its adapters.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -13,9 +16,11 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// On Lambda (`endpoint_url` = `None`) the standard provider chain; against an emulator,
-    /// its endpoint with fixed test credentials and path-style S3 addressing.
-    pub async fn load(endpoint_url: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    /// its endpoint with fixed test credentials and path-style S3 addressing. Every client
+    /// shares one HTTP client, over the process's one TLS configuration.
+    pub async fn load(endpoint_url: Option<&str>) -> Result<Self, TlsError> {
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(ReqwestHttpClient::new()?);
         if let Some(endpoint) = endpoint_url {
             loader = loader
                 .endpoint_url(endpoint)
@@ -30,11 +35,11 @@ impl AwsClients {
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint_url.is_some())
             .build();
-        Self {
+        Ok(Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
-        }
+        })
     }
 }

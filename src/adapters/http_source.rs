@@ -17,6 +17,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::Policy;
 use url::Url;
 
+use super::tls::{self, TlsError};
 use crate::domain::url_policy::{UrlPolicy, UrlRefused};
 use crate::ports::{Download, FetchError, RecordingSource};
 
@@ -110,12 +111,24 @@ pub struct HttpRecordingSource {
 }
 
 impl HttpRecordingSource {
-    pub fn new(policy: UrlPolicy, timeouts: HttpTimeouts) -> Self {
-        Self::with_lookup(policy, timeouts, SystemLookup)
+    /// Over the process's shared TLS configuration.
+    pub fn new(policy: UrlPolicy, timeouts: HttpTimeouts) -> Result<Self, TlsError> {
+        Ok(Self::with_lookup(
+            policy,
+            timeouts,
+            SystemLookup,
+            tls::client_config()?,
+        ))
     }
 
-    pub fn with_lookup(policy: UrlPolicy, timeouts: HttpTimeouts, lookup: impl Lookup) -> Self {
+    pub fn with_lookup(
+        policy: UrlPolicy,
+        timeouts: HttpTimeouts,
+        lookup: impl Lookup,
+        tls: rustls::ClientConfig,
+    ) -> Self {
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .dns_resolver(Arc::new(CheckedResolver {
                 lookup,
                 policy: policy.clone(),

@@ -2,8 +2,10 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod http_client;
 pub mod http_source;
 pub mod memory;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
+pub mod tls;

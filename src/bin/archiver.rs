@@ -15,12 +15,12 @@ use pns_cdr::handlers::archiver::Archiver;
 async fn main() -> Result<(), Error> {
     pns_cdr::telemetry::init();
     let config = Config::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
     let archiver = Archiver {
         store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
-        source: HttpRecordingSource::new(config.url_policy, HttpTimeouts::default()),
+        source: HttpRecordingSource::new(config.url_policy, HttpTimeouts::default())?,
         settings: config.archiver,
     };
     let archiver = &archiver;

@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 /// Runs one verb; returns what to print.
 async fn run(command: Command) -> anyhow::Result<String> {
     let config = OpsConfig::from_lookup(|name| std::env::var(name).ok());
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
     let records = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
     // Queues are resolved before anything changes: a wrong queue fails the verb up front.
     let job_queue = || async {

@@ -11,7 +11,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     pns_cdr::telemetry::init();
     let config = Config::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
     let reconciler = Reconciler {
         pending: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),

@@ -12,7 +12,7 @@ use pns_cdr::handlers::webhook::Webhook;
 async fn main() -> Result<(), Error> {
     pns_cdr::telemetry::init();
     let config = Config::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
     // Deployed: tokens from Secrets Manager, refreshed while warm. Locally: from the environment.
     let (auth, secret) = match &config.tokens {
         TokenSource::Inline(tokens) => (config.authenticator_for(tokens)?, None),

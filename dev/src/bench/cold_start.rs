@@ -119,7 +119,7 @@ pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
     let emulator = tokio::task::spawn_blocking(|| Emulator::start(0))
         .await
         .context("starting the AWS emulator")??;
-    let clients = AwsClients::load(Some(&emulator.endpoint)).await;
+    let clients = AwsClients::load(Some(&emulator.endpoint)).await?;
     let names = ResourceNames::default();
     let queues = create_resources(&clients, &names, 720).await?;
     let bench = Bench {

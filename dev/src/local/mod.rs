@@ -119,6 +119,8 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] pns_cdr::adapters::tls::TlsError),
     #[error("invalid recording host allow-list")]
     RecordingHosts(#[source] HostListError),
     #[error("invalid local webhook tokens")]
@@ -180,7 +182,7 @@ impl LocalStack {
                 (Some(emulator), endpoint)
             }
         };
-        let clients = AwsClients::load(Some(&endpoint)).await;
+        let clients = AwsClients::load(Some(&endpoint)).await?;
         let queues =
             create_resources(&clients, &options.names, options.visibility_timeout_seconds).await?;
         let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
@@ -203,6 +205,7 @@ impl LocalStack {
                 policy,
                 options.http_timeouts,
                 options.lookup.clone(),
+                pns_cdr::adapters::tls::client_config()?,
             ),
             settings: options.archiver.clone(),
         });

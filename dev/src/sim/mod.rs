@@ -47,6 +47,8 @@ pub enum SimError {
     Read { what: &'static str, message: String },
     #[error(transparent)]
     Aws(#[from] PortError),
+    #[error(transparent)]
+    Tls(#[from] pns_cdr::adapters::tls::TlsError),
     #[error("cannot start the local recording host")]
     RecordingHost(#[source] std::io::Error),
 }
@@ -64,7 +66,7 @@ pub struct Target {
 impl Target {
     /// The resources `config` names (the `pnsctl` environment), queue URLs looked up.
     pub async fn connect(config: &OpsConfig) -> Result<Self, SimError> {
-        let clients = AwsClients::load(config.endpoint_url.as_deref()).await;
+        let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
         Ok(Self {
             queue_url: queue_url(&clients.sqs, &config.queue).await?,
             dead_letter_queue_url: queue_url(&clients.sqs, &config.dead_letter_queue).await?,

@@ -259,6 +259,7 @@ async fn the_ssrf_corpus_is_refused_before_any_connection() {
             UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
             HttpTimeouts::default(),
             lookup(),
+            pns_cdr::adapters::tls::client_config().unwrap(),
         ),
         settings: stack.archiver.settings.clone(),
     };

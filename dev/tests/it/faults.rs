@@ -62,7 +62,9 @@ fn delivery(stack: &LocalStack) -> Delivery {
 /// Verification reads the emulator directly, not through the proxy's faults.
 async fn target_for(stack: &LocalStack) -> Target {
     Target {
-        clients: AwsClients::load(Some(&common::emulator_endpoint())).await,
+        clients: AwsClients::load(Some(&common::emulator_endpoint()))
+            .await
+            .unwrap(),
         ..stack.target()
     }
 }
