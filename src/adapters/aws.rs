@@ -19,8 +19,12 @@ impl AwsClients {
     /// its endpoint with fixed test credentials and path-style S3 addressing. Every client
     /// shares one HTTP client, over the process's one TLS configuration.
     pub async fn load(endpoint_url: Option<&str>) -> Result<Self, TlsError> {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).http_client(ReqwestHttpClient::new()?);
+        Ok(Self::with_http_client(endpoint_url, ReqwestHttpClient::new()?).await)
+    }
+
+    /// As [`load`](Self::load), over the given HTTP client (tests give their own CA).
+    pub async fn with_http_client(endpoint_url: Option<&str>, http: ReqwestHttpClient) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some(endpoint) = endpoint_url {
             loader = loader
                 .endpoint_url(endpoint)
@@ -35,11 +39,11 @@ impl AwsClients {
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint_url.is_some())
             .build();
-        Ok(Self {
+        Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&shared),
             sqs: aws_sdk_sqs::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
-        })
+        }
     }
 }

@@ -12,4 +12,5 @@ mod properties;
 mod reconciler;
 mod runtime_api;
 mod template;
+mod tls;
 mod webhook;
