@@ -33,8 +33,10 @@ use pns_cdr::domain::item::{record_item, RecordingPlan};
 use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::ports::{PutOutcome, RecordStore};
 
-/// The issue's goal: init ≤ 10 ms and peak RSS ≤ 16 MiB.
-const GOAL_INIT: Duration = Duration::from_millis(10);
+/// The goals: the webhook's init ≤ 5.5 ms, the archiver's within 1 ms of it (the two share
+/// one TLS setup), peak RSS ≤ 16 MiB.
+const GOAL_INIT: Duration = Duration::from_micros(5500);
+const GOAL_ARCHIVER_OVER_WEBHOOK: Duration = Duration::from_millis(1);
 const GOAL_RSS_KIB: u64 = 16 * 1024;
 /// Longest a run may take to answer before it counts as failed.
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -468,21 +470,30 @@ fn print_table(options: &ColdStartArgs, rows: &[(Function, Vec<Sample>)]) {
         "", "init (ms)", "first answer (ms)"
     );
     println!(
-        "{:<9} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}   {:>10}   {:<28} verdict",
+        "{:<9} {:>8} {:>8} {:>8}   {:>8} {:>8} {:>8}   {:>10}   {:<31} verdict",
         "binary", "median", "min", "max", "median", "min", "max", "median KiB", "goal"
     );
-    let goal_ms = GOAL_INIT.as_secs_f64() * 1000.0;
-    let goal = format!(
-        "init <= {goal_ms:.0} ms, RSS <= {} MiB",
-        GOAL_RSS_KIB / 1024
-    );
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut webhook_init = None;
     for (function, samples) in rows {
         let (init, init_min, init_max) = stats_ms(samples.iter().map(|s| s.init));
         let (answer, answer_min, answer_max) = stats_ms(samples.iter().map(|s| s.first_answer));
         let rss = median(&samples.iter().map(|s| s.peak_rss_kib).collect::<Vec<_>>());
+        // The webhook is measured first; the archiver's bar is the webhook's init.
+        let goal_ms = match (function, webhook_init) {
+            (Function::Archiver, Some(webhook)) => webhook + ms(GOAL_ARCHIVER_OVER_WEBHOOK),
+            _ => ms(GOAL_INIT),
+        };
+        if *function == Function::Webhook {
+            webhook_init = Some(init);
+        }
+        let goal = format!(
+            "init <= {goal_ms:.2} ms, RSS <= {} MiB",
+            GOAL_RSS_KIB / 1024
+        );
         let mut missed = Vec::new();
         if init > goal_ms {
-            missed.push(format!("init +{:.1} ms", init - goal_ms));
+            missed.push(format!("init +{:.2} ms", init - goal_ms));
         }
         if rss > GOAL_RSS_KIB as f64 {
             missed.push(format!("RSS +{:.0} KiB", rss - GOAL_RSS_KIB as f64));
@@ -494,7 +505,7 @@ fn print_table(options: &ColdStartArgs, rows: &[(Function, Vec<Sample>)]) {
         };
         println!(
             "{:<9} {init:>8.2} {init_min:>8.2} {init_max:>8.2}   {answer:>8.2} {answer_min:>8.2} \
-             {answer_max:>8.2}   {rss:>10.0}   {goal:<28} {verdict}",
+             {answer_max:>8.2}   {rss:>10.0}   {goal:<31} {verdict}",
             function.name(),
         );
     }
