@@ -21,15 +21,19 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use pns_cdr::adapters::memory::{MemoryJobQueue, MemoryObjectStore, MemoryRecordStore};
+use pns_cdr::adapters::memory::{
+    MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
+};
 use pns_cdr::domain::auth::Authenticator;
+use pns_cdr::domain::push::PushKind;
 use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::webhook::{Push, Webhook, WebhookSettings};
 use pns_cdr::metrics;
 
 const TOKEN: &str = "bench-token-0123456789";
 
-type MemoryWebhook = Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore>;
+type MemoryWebhook =
+    Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore, MemoryBindingErrorStore>;
 
 fn body(id: i64) -> Vec<u8> {
     let example = include_str!("../events/bodies/call-result.json");
@@ -56,6 +60,7 @@ fn push_cost(c: &mut Criterion) {
         store: MemoryRecordStore::default(),
         queue: MemoryJobQueue::default(),
         objects: MemoryObjectStore::default(),
+        bindings: MemoryBindingErrorStore::default(),
         auth: Authenticator::new(TOKEN, "").unwrap().into(),
         policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
         settings: WebhookSettings::default(),
@@ -63,6 +68,7 @@ fn push_cost(c: &mut Criterion) {
     let next = AtomicI64::new(1);
     let handle = |body: Vec<u8>| {
         let push = Push {
+            route: PushKind::CallRecord,
             method: "POST",
             query_token: Some(TOKEN),
             authorization: None,

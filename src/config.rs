@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::domain::auth::{AuthConfigError, Authenticator};
+use crate::domain::binding::parse_utc_offset;
 use crate::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use crate::handlers::archiver::ArchiverSettings;
 use crate::handlers::reconciler::ReconcilerSettings;
@@ -14,6 +15,7 @@ pub const DEFAULT_TABLE: &str = "pns-calls";
 pub const DEFAULT_QUEUE: &str = "pns-recordings";
 pub const DEFAULT_DLQ: &str = "pns-recordings-dlq";
 pub const DEFAULT_BUCKET: &str = "pns-recordings";
+pub const DEFAULT_BINDING_ERRORS_TABLE: &str = "pns-binding-errors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -52,6 +54,8 @@ impl std::fmt::Debug for TokenSource {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub table_name: String,
+    /// The binding-error table (only the webhook writes it).
+    pub binding_errors_table: String,
     pub queue_url: String,
     pub bucket_name: String,
     pub tokens: TokenSource,
@@ -119,6 +123,13 @@ impl Config {
                 webhook_defaults.requeue_pending_after,
             )?,
             retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
+            nxcloud_offset: match get("PNS_NXCLOUD_UTC_OFFSET") {
+                None => webhook_defaults.nxcloud_offset,
+                Some(text) => parse_utc_offset(&text).ok_or_else(|| ConfigError::Invalid {
+                    name: "PNS_NXCLOUD_UTC_OFFSET",
+                    reason: format!("`{text}` is not an offset like +08:00"),
+                })?,
+            },
         };
         let archiver_defaults = ArchiverSettings::default();
         let archiver = ArchiverSettings {
@@ -143,6 +154,8 @@ impl Config {
         };
         Ok(Self {
             table_name: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
+            binding_errors_table: get("PNS_BINDING_ERRORS_TABLE")
+                .unwrap_or_else(|| DEFAULT_BINDING_ERRORS_TABLE.into()),
             queue_url: required("PNS_QUEUE_URL")?,
             bucket_name: required("PNS_BUCKET_NAME")?,
             tokens,
@@ -174,6 +187,7 @@ pub struct OpsConfig {
     /// `AWS_ENDPOINT_URL`: the emulator; `None` for AWS.
     pub endpoint_url: Option<String>,
     pub table: String,
+    pub binding_errors_table: String,
     pub queue: QueueRef,
     pub dead_letter_queue: QueueRef,
     pub bucket: String,
@@ -188,6 +202,8 @@ impl OpsConfig {
         Self {
             endpoint_url: get("AWS_ENDPOINT_URL"),
             table: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
+            binding_errors_table: get("PNS_BINDING_ERRORS_TABLE")
+                .unwrap_or_else(|| DEFAULT_BINDING_ERRORS_TABLE.into()),
             queue: get("PNS_QUEUE_URL")
                 .map_or_else(|| QueueRef::Name(queue_name.clone()), QueueRef::Url),
             dead_letter_queue: get("PNS_DLQ_URL").map_or_else(
@@ -234,12 +250,15 @@ mod tests {
             ("PNS_RETENTION_DAYS", "2"),
             ("PNS_RETRY_GRACE_SECONDS", "60"),
             ("PNS_RECONCILE_MAX_PER_RUN", "7"),
+            ("PNS_NXCLOUD_UTC_OFFSET", "-03:30"),
             ("PNS_WEBHOOK_TOKENS_SECRET_ARN", "arn:secret"),
         ]))
         .unwrap();
         assert_eq!(c.webhook.retention, Some(Duration::from_secs(2 * 86_400)));
         assert_eq!(c.archiver.retry_grace, Duration::from_secs(60));
         assert_eq!(c.reconciler.max_per_run, 7);
+        let offset = time::UtcOffset::from_hms(-3, -30, 0).unwrap();
+        assert_eq!(c.webhook.nxcloud_offset, offset);
         assert_eq!(c.tokens, TokenSource::Secret("arn:secret".into()));
     }
 
@@ -254,6 +273,7 @@ mod tests {
             ("PNS_URL_PROFILE", "dev"),
             ("PNS_MAX_RECORDING_BYTES", "2GB"),
             ("PNS_RECORDING_HOSTS", "a.*.com"),
+            ("PNS_NXCLOUD_UTC_OFFSET", "Asia/Hong_Kong"),
         ] {
             let mut pairs = base.to_vec();
             pairs.push(bad);

@@ -54,12 +54,16 @@ pub enum Metric {
     PushDuplicate,
     /// 405: not a push at all (API Gateway routes every method to the function).
     PushRejected,
+    /// 400, 413 or 422: the body is kept in the bucket, the push is not stored.
+    PushQuarantined,
     /// 401 or 403: refused before anything was read or written.
     PushUnauthorized,
     /// 503: storage failed; NXCLOUD retries.
     PushFailed,
     /// Time spent in the webhook handler.
     PushLatencyMs,
+    /// A new binding-error push: a caller dialled a masked number that has no binding.
+    UnboundCall,
     RecordingArchived,
     BytesArchived,
     ArchiveLatencyMs,
@@ -77,9 +81,11 @@ impl Metric {
             Self::PushStored => "PushStored",
             Self::PushDuplicate => "PushDuplicate",
             Self::PushRejected => "PushRejected",
+            Self::PushQuarantined => "PushQuarantined",
             Self::PushUnauthorized => "PushUnauthorized",
             Self::PushFailed => "PushFailed",
             Self::PushLatencyMs => "PushLatencyMs",
+            Self::UnboundCall => "UnboundCall",
             Self::RecordingArchived => "RecordingArchived",
             Self::BytesArchived => "BytesArchived",
             Self::ArchiveLatencyMs => "ArchiveLatencyMs",
@@ -108,9 +114,12 @@ pub const CATALOGUE: &[(Function, &[Metric])] = &[
             Metric::PushStored,
             Metric::PushDuplicate,
             Metric::PushRejected,
+            Metric::PushQuarantined,
             Metric::PushUnauthorized,
             Metric::PushFailed,
             Metric::PushLatencyMs,
+            Metric::UnboundCall,
+            Metric::RecordingFailed,
         ],
     ),
     (

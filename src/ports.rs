@@ -103,6 +103,30 @@ pub trait RecordLookup: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
 }
 
+/// The binding-error table: one item per NXCLOUD `requestId`.
+pub trait BindingErrorStore: Send + Sync {
+    /// Puts the item unless its `requestId` exists; a duplicate returns what the receiver
+    /// acts on (its payload digest).
+    fn put_new(
+        &self,
+        item: RecordItem,
+    ) -> impl Future<Output = Result<PutOutcome, PortError>> + Send;
+}
+
+/// Binding errors, for people: `pnsctl binding-error` and `binding-errors`.
+pub trait BindingErrorLookup: Send + Sync {
+    fn item(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<Map<String, Value>>, PortError>> + Send;
+    /// The errors of one DID, oldest first; with `day` (`YYYY-MM-DD`, UTC) that day's only.
+    fn by_did(
+        &self,
+        did: &str,
+        day: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
+}
+
 /// A record whose recording is still waiting, as the sparse pending index holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRecording {

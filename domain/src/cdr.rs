@@ -22,13 +22,13 @@ pub struct InvalidPush {
 }
 
 impl InvalidPush {
-    fn body(message: impl Into<String>) -> Self {
+    pub(crate) fn body(message: impl Into<String>) -> Self {
         Self {
             field: None,
             message: message.into(),
         }
     }
-    fn field(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: &str, message: impl Into<String>) -> Self {
         Self {
             field: Some(field.to_owned()),
             message: format!("field `{field}`: {}", message.into()),
@@ -91,10 +91,16 @@ pub struct ParsedPush {
     pub payload_sha256: String,
 }
 
-impl CallRecord {
-    /// Parses a push body. Integers may arrive as JSON strings; identifier fields may arrive
-    /// as JSON numbers; `null` means absent; anything else of the wrong type is rejected.
-    pub fn parse(body: &[u8]) -> Result<ParsedPush, InvalidPush> {
+/// A push body's top-level object: its fields sorted by key, without repeats, and the
+/// digest of its canonical form.
+pub(crate) struct PushObject<'a> {
+    pub(crate) fields: Vec<(Key<'a>, Value)>,
+    pub(crate) payload_sha256: String,
+}
+
+impl<'a> PushObject<'a> {
+    /// Reads a body that must be a JSON object.
+    pub(crate) fn read(body: &'a [u8]) -> Result<Self, InvalidPush> {
         let TopLevel(fields) = serde_json::from_slice(body)
             .map_err(|e| InvalidPush::body(format!("body is not valid JSON: {e}")))?;
         let Some(mut fields) = fields else {
@@ -113,7 +119,32 @@ impl CallRecord {
         // The digest is of the body as sent (before any field is normalised).
         let mut canonical = Vec::with_capacity(body.len());
         write_canonical_fields(&fields, &mut canonical);
-        let payload_sha256 = sha256_hex(&canonical);
+        Ok(Self {
+            fields,
+            payload_sha256: sha256_hex(&canonical),
+        })
+    }
+
+    /// Whether the object has a field `name` (the fields are sorted).
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.fields
+            .binary_search_by(|(k, _)| k.as_ref().cmp(name))
+            .is_ok()
+    }
+}
+
+impl CallRecord {
+    /// Parses a push body. Integers may arrive as JSON strings; identifier fields may arrive
+    /// as JSON numbers; `null` means absent; anything else of the wrong type is rejected.
+    pub fn parse(body: &[u8]) -> Result<ParsedPush, InvalidPush> {
+        Self::from_object(PushObject::read(body)?)
+    }
+
+    pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedPush, InvalidPush> {
+        let PushObject {
+            fields,
+            payload_sha256,
+        } = object;
         let record = Self::from_fields(fields)?;
         if record.id <= 0 {
             return Err(InvalidPush::field("id", "must be a positive integer"));
@@ -277,7 +308,7 @@ impl Declared {
 }
 
 /// A key of the pushed object: borrowed from the body unless it holds an escape.
-type Key<'a> = Cow<'a, str>;
+pub(crate) type Key<'a> = Cow<'a, str>;
 
 /// The pushed body's top level: its fields in arrival order, or `None` when the body is JSON
 /// but not an object. Parsed by hand (a fast path: see `crate::fast`): keys are borrowed and
@@ -364,7 +395,7 @@ impl<'de> Visitor<'de> for KeySeed {
 
 /// An integer from a JSON integer or a string holding one (`"1"`, `" 42 "`); floats, booleans
 /// and out-of-range values are not integers.
-fn integer(v: &Value) -> Option<i64> {
+pub(crate) fn integer(v: &Value) -> Option<i64> {
     match v {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse::<i64>().ok(),
@@ -372,7 +403,7 @@ fn integer(v: &Value) -> Option<i64> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
+pub(crate) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

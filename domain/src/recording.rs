@@ -112,6 +112,23 @@ pub fn conflict_key(id: i64, payload_sha256: &str) -> String {
     format!("{CONFLICTS_PREFIX}{id}/{payload_sha256}.json")
 }
 
+/// Key of a conflicting binding-error body: `requestId` is pushed text, so anything but
+/// letters, digits, `-` and `_` in it is percent-encoded (no `/` makes a folder of it).
+pub fn binding_conflict_key(request_id: &str, payload_sha256: &str) -> String {
+    let mut key = format!("{CONFLICTS_PREFIX}binding-errors/");
+    for b in request_id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            key.push(char::from(b));
+        } else {
+            key.push_str(&format!("%{b:02X}"));
+        }
+    }
+    key.push('/');
+    key.push_str(payload_sha256);
+    key.push_str(".json");
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +164,18 @@ mod tests {
             );
             assert_eq!(recording_key(id, Some(unix), date, "x"), expected);
         }
+    }
+
+    #[test]
+    fn binding_conflict_keys_are_one_folder_per_request_id() {
+        assert_eq!(
+            binding_conflict_key("1640920940635361280", "ab"),
+            "conflicts/binding-errors/1640920940635361280/ab.json"
+        );
+        assert_eq!(
+            binding_conflict_key("a/../b é", "ab"),
+            "conflicts/binding-errors/a%2F%2E%2E%2Fb%20%C3%A9/ab.json"
+        );
     }
 
     #[test]

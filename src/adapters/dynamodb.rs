@@ -11,13 +11,14 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::domain::binding::DID_INDEX;
 use crate::domain::item::{format_time, RecordItem, StoredRecord};
 use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
 use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
-    ArchivedRecording, PendingRecording, PendingRecords, PortError, PutOutcome, RecordLookup,
-    RecordStore,
+    ArchivedRecording, BindingErrorLookup, BindingErrorStore, PendingRecording, PendingRecords,
+    PortError, PutOutcome, RecordLookup, RecordStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -99,42 +100,53 @@ pub fn make_storable(value: &mut Value, depth: usize) {
     }
 }
 
+/// Puts `item` into `table` unless an item with its `key` attribute exists: one conditional
+/// write, whose failed condition hands back the stored item.
+async fn put_if_absent(
+    client: &Client,
+    table: &str,
+    key: &'static str,
+    item: RecordItem,
+) -> Result<PutOutcome, PortError> {
+    let item = item
+        .into_iter()
+        .map(|(name, mut value)| {
+            make_storable(&mut value, 1);
+            let value = serde_dynamo::to_attribute_value(value)
+                .map_err(|e| PortError::new("PutItem", e))?;
+            Ok((name.to_owned(), value))
+        })
+        .collect::<Result<Item, PortError>>()?;
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#key)")
+        .expression_attribute_names("#key", key)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(PutOutcome::Created),
+        Err(SdkError::ServiceError(e)) => match e.into_err() {
+            PutItemError::ConditionalCheckFailedException(failed) => {
+                let old = failed.item.unwrap_or_default();
+                let stored =
+                    serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
+                Ok(PutOutcome::Duplicate(stored))
+            }
+            other if other.code() == Some("ValidationException") => Ok(PutOutcome::Refused(
+                other.message().unwrap_or("ValidationException").to_owned(),
+            )),
+            other => Err(PortError::new("PutItem", other)),
+        },
+        Err(e) => Err(PortError::new("PutItem", e)),
+    }
+}
+
 impl RecordStore for DynamoRecordStore {
     async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
-        let item = item
-            .into_iter()
-            .map(|(name, mut value)| {
-                make_storable(&mut value, 1);
-                let value = serde_dynamo::to_attribute_value(value)
-                    .map_err(|e| PortError::new("PutItem", e))?;
-                Ok((name.to_owned(), value))
-            })
-            .collect::<Result<Item, PortError>>()?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(id)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(PutOutcome::Created),
-            Err(SdkError::ServiceError(e)) => match e.into_err() {
-                PutItemError::ConditionalCheckFailedException(failed) => {
-                    let old = failed.item.unwrap_or_default();
-                    let stored =
-                        serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
-                    Ok(PutOutcome::Duplicate(stored))
-                }
-                other if other.code() == Some("ValidationException") => Ok(PutOutcome::Refused(
-                    other.message().unwrap_or("ValidationException").to_owned(),
-                )),
-                other => Err(PortError::new("PutItem", other)),
-            },
-            Err(e) => Err(PortError::new("PutItem", e)),
-        }
+        put_if_absent(&self.client, &self.table, "id", item).await
     }
 
     async fn get(&self, id: i64) -> Result<Option<StoredRecord>, PortError> {
@@ -340,6 +352,82 @@ impl PendingRecords for DynamoRecordStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+/// The binding-error table (`pns-binding-errors` by default), keyed by NXCLOUD's `requestId`.
+#[derive(Clone, Debug)]
+pub struct DynamoBindingErrorStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoBindingErrorStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+impl BindingErrorStore for DynamoBindingErrorStore {
+    async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
+        put_if_absent(&self.client, &self.table, "requestId", item).await
+    }
+}
+
+impl BindingErrorLookup for DynamoBindingErrorStore {
+    async fn item(&self, request_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("requestId", s(request_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| PortError::new("GetItem", e))?;
+        out.item.map(|item| to_json("GetItem", item)).transpose()
+    }
+
+    async fn by_did(
+        &self,
+        did: &str,
+        day: Option<&str>,
+    ) -> Result<Vec<Map<String, Value>>, PortError> {
+        const OPERATION: &str = "Query(bindingErrorsByDid)";
+        let condition = match day {
+            Some(_) => "did = :did AND begins_with(occurredAt, :day)",
+            None => "did = :did",
+        };
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DID_INDEX)
+                .key_condition_expression(condition)
+                .expression_attribute_values(":did", s(did))
+                .scan_index_forward(true)
+                .set_exclusive_start_key(start.take());
+            if let Some(day) = day {
+                query = query.expression_attribute_values(":day", s(day));
+            }
+            let page = query
+                .send()
+                .await
+                .map_err(|e| PortError::new(OPERATION, e))?;
+            for item in page.items.unwrap_or_default() {
+                items.push(to_json(OPERATION, item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
     }
 }
 

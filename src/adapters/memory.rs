@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError,
-    PutOutcome, RecordLookup, RecordStore, UploadedPart,
+    ArchivedRecording, BindingErrorStore, JobQueue, ObjectInfo, ObjectMeta, ObjectStore,
+    PartStream, PortError, PutOutcome, RecordLookup, RecordStore, UploadedPart,
 };
 
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
@@ -168,6 +168,30 @@ impl RecordLookup for MemoryRecordStore {
             .collect();
         found.sort_by_key(|i| i.get("id").and_then(Value::as_i64));
         Ok(found)
+    }
+}
+
+/// A binding-error table in a map.
+#[derive(Default)]
+pub struct MemoryBindingErrorStore {
+    pub items: Mutex<HashMap<String, RecordItem>>,
+    pub fail_next: AtomicUsize,
+}
+
+impl BindingErrorStore for MemoryBindingErrorStore {
+    async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
+        injected("PutItem", &self.fail_next)?;
+        let request_id = item
+            .get("requestId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| PortError::new("PutItem", "no requestId"))?
+            .to_owned();
+        let mut items = self.items.lock().expect("not poisoned");
+        if let Some(old) = items.get(&request_id) {
+            return Ok(PutOutcome::Duplicate(MemoryRecordStore::stored(old)));
+        }
+        items.insert(request_id, item);
+        Ok(PutOutcome::Created)
     }
 }
 

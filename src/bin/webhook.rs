@@ -1,10 +1,9 @@
 //! The webhook Lambda: API Gateway HTTP API -> `handlers::webhook`.
 
 use lambda_http::{run, service_fn, Error, Request};
+use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::secrets::SecretTokens;
-use pns_cdr::adapters::{
-    aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
-};
+use pns_cdr::adapters::{aws::AwsClients, s3::S3ObjectStore, sqs::SqsJobQueue};
 use pns_cdr::config::{Config, ConfigError, TokenSource};
 use pns_cdr::handlers::webhook::Webhook;
 
@@ -23,7 +22,8 @@ async fn main() -> Result<(), Error> {
         TokenSource::None => return Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS").into()),
     };
     let webhook = Webhook {
-        store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
+        store: DynamoRecordStore::new(clients.dynamodb.clone(), &config.table_name),
+        bindings: DynamoBindingErrorStore::new(clients.dynamodb, &config.binding_errors_table),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
         objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
         auth: auth.into(),

@@ -27,6 +27,7 @@ pub fn names_from_env() -> ResourceNames {
     let queue = var("PNS_QUEUE_NAME", defaults.queue);
     ResourceNames {
         table: var("PNS_TABLE_NAME", defaults.table),
+        binding_errors_table: var("PNS_BINDING_ERRORS_TABLE", defaults.binding_errors_table),
         dead_letter_queue: format!("{queue}-dlq"),
         queue,
         bucket: var("PNS_BUCKET_NAME", defaults.bucket),

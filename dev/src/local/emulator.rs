@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use pns_cdr::adapters::aws::AwsClients;
+use pns_cdr::domain::binding::DID_INDEX;
 use pns_cdr::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 
 /// Receives before a job goes to the dead-letter queue (the template uses the same).
@@ -86,6 +87,7 @@ impl Drop for Emulator {
 #[derive(Debug, Clone)]
 pub struct ResourceNames {
     pub table: String,
+    pub binding_errors_table: String,
     pub queue: String,
     pub dead_letter_queue: String,
     pub bucket: String,
@@ -93,9 +95,12 @@ pub struct ResourceNames {
 
 impl Default for ResourceNames {
     fn default() -> Self {
-        use pns_cdr::config::{DEFAULT_BUCKET, DEFAULT_DLQ, DEFAULT_QUEUE, DEFAULT_TABLE};
+        use pns_cdr::config::{
+            DEFAULT_BINDING_ERRORS_TABLE, DEFAULT_BUCKET, DEFAULT_DLQ, DEFAULT_QUEUE, DEFAULT_TABLE,
+        };
         Self {
             table: DEFAULT_TABLE.into(),
+            binding_errors_table: DEFAULT_BINDING_ERRORS_TABLE.into(),
             queue: DEFAULT_QUEUE.into(),
             dead_letter_queue: DEFAULT_DLQ.into(),
             bucket: DEFAULT_BUCKET.into(),
@@ -109,6 +114,7 @@ impl ResourceNames {
         let d = Self::default();
         Self {
             table: format!("{}-{suffix}", d.table),
+            binding_errors_table: format!("{}-{suffix}", d.binding_errors_table),
             queue: format!("{}-{suffix}", d.queue),
             dead_letter_queue: format!("{}-{suffix}-dlq", d.queue),
             bucket: format!("{}-{suffix}", d.bucket),
@@ -215,6 +221,37 @@ pub async fn create_resources(
             .is_some_and(|e| e.is_resource_in_use_exception());
         if !already {
             return Err(setup("the table")(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+            ));
+        }
+    }
+    let bindings = clients
+        .dynamodb
+        .create_table()
+        .table_name(&names.binding_errors_table)
+        .set_attribute_definitions(Some(vec![
+            attribute("requestId", ScalarAttributeType::S),
+            attribute("did", ScalarAttributeType::S),
+            attribute("occurredAt", ScalarAttributeType::S),
+        ]))
+        .key_schema(key("requestId", KeyType::Hash))
+        .global_secondary_indexes(index(
+            DID_INDEX,
+            "did",
+            Some("occurredAt"),
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        ))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    if let Err(e) = bindings {
+        let already = e
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_in_use_exception());
+        if !already {
+            return Err(setup("the binding-error table")(
                 aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
             ));
         }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use emulator::{create_resources, Emulator, Queues, ResourceNames};
 use fake_nxcloud::FakeNxcloud;
 use pns_cdr::adapters::aws::AwsClients;
-use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::SqsJobQueue;
@@ -27,14 +27,17 @@ use pns_cdr::domain::auth::{AuthConfigError, Authenticator};
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::reconciler::{Reconciler, ReconcilerSettings};
-use pns_cdr::handlers::webhook::{Webhook, WebhookSettings};
+use pns_cdr::handlers::webhook::{
+    Webhook, WebhookSettings, BINDING_ERROR_ROUTE, CALL_RESULT_ROUTE,
+};
 use pns_cdr::telemetry::ErrorChain;
 
 /// The token `make run` accepts.
 pub const LOCAL_TOKEN: &str = "local-dev-token";
 
 /// The webhook service as the local stack and the Lambda wire it.
-pub type LocalWebhook = Webhook<DynamoRecordStore, SqsJobQueue, S3ObjectStore>;
+pub type LocalWebhook =
+    Webhook<DynamoRecordStore, SqsJobQueue, S3ObjectStore, DynamoBindingErrorStore>;
 /// The archiver service as the local stack and the Lambda wire it.
 pub type LocalArchiver =
     Archiver<DynamoRecordStore, SqsJobQueue, S3ObjectStore, HttpRecordingSource>;
@@ -162,6 +165,8 @@ pub struct LocalStack {
     pub queues: Queues,
     /// `http://127.0.0.1:<port>/pns/call-result` (without the token).
     pub webhook_url: String,
+    /// `http://127.0.0.1:<port>/pns/binding-error` (without the token).
+    pub binding_error_url: String,
     pub recordings: FakeNxcloud,
     pub archiver: Arc<LocalArchiver>,
     pub reconciler: Arc<LocalReconciler>,
@@ -193,6 +198,10 @@ impl LocalStack {
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
             queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
             objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
+            bindings: DynamoBindingErrorStore::new(
+                clients.dynamodb.clone(),
+                &options.names.binding_errors_table,
+            ),
             auth: auth.into(),
             policy: policy.clone(),
             settings: options.webhook.clone(),
@@ -222,11 +231,9 @@ impl LocalStack {
                 .map_err(|source| LocalError::Bind { port, source })
         };
         let listener = bind(options.webhook_port).await?;
-        let webhook_url = format!(
-            "http://{}{}",
-            listener.local_addr().expect("bound"),
-            server::ROUTE
-        );
+        let address = listener.local_addr().expect("bound");
+        let webhook_url = format!("http://{address}{CALL_RESULT_ROUTE}");
+        let binding_error_url = format!("http://{address}{BINDING_ERROR_ROUTE}");
         let recordings = FakeNxcloud::start(options.recordings_port)
             .await
             .map_err(|source| LocalError::Bind {
@@ -261,6 +268,7 @@ impl LocalStack {
             names: options.names,
             queues,
             webhook_url,
+            binding_error_url,
             recordings,
             archiver,
             reconciler,

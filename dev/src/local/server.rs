@@ -1,4 +1,4 @@
-//! The webhook over plain HTTP on 127.0.0.1: each request becomes the `lambda_http::Request`
+//! The webhook over plain HTTP on 127.0.0.1: each request to one of its routes becomes the `lambda_http::Request`
 //! API Gateway would deliver (path, query, headers, body, source IP in the request context)
 //! and goes through the same `Webhook::handle_http` the Lambda runs.
 
@@ -17,20 +17,21 @@ use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
-use pns_cdr::handlers::webhook::Webhook;
-use pns_cdr::ports::{JobQueue, ObjectStore, RecordStore};
+use pns_cdr::handlers::webhook::{Webhook, BINDING_ERROR_ROUTE, CALL_RESULT_ROUTE};
+use pns_cdr::ports::{BindingErrorStore, JobQueue, ObjectStore, RecordStore};
 
-/// The webhook route, as in `template.yaml`.
-pub const ROUTE: &str = "/pns/call-result";
+/// The webhook's routes, as in `template.yaml`.
+pub const ROUTES: [&str; 2] = [CALL_RESULT_ROUTE, BINDING_ERROR_ROUTE];
 /// API Gateway's own payload limit is 10 MB; bodies past it never reach the function.
 const GATEWAY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Serves until the task is aborted.
-pub async fn serve<S, Q, O>(listener: TcpListener, webhook: Arc<Webhook<S, Q, O>>)
+pub async fn serve<S, Q, O, B>(listener: TcpListener, webhook: Arc<Webhook<S, Q, O, B>>)
 where
     S: RecordStore + 'static,
     Q: JobQueue + 'static,
     O: ObjectStore + 'static,
+    B: BindingErrorStore + 'static,
 {
     while let Ok((stream, peer)) = listener.accept().await {
         let webhook = webhook.clone();
@@ -46,22 +47,23 @@ where
     }
 }
 
-async fn route<S, Q, O>(
+async fn route<S, Q, O, B>(
     req: Request<hyper::body::Incoming>,
     peer: SocketAddr,
-    webhook: &Webhook<S, Q, O>,
+    webhook: &Webhook<S, Q, O, B>,
 ) -> Response<Full<Bytes>>
 where
     S: RecordStore,
     Q: JobQueue,
     O: ObjectStore,
+    B: BindingErrorStore,
 {
-    if req.uri().path() != ROUTE {
+    let Some(route) = ROUTES.into_iter().find(|r| req.uri().path() == *r) else {
         return json(
             404,
             r#"{"ok":false,"error":"not_found","message":"no such route"}"#.into(),
         );
-    }
+    };
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, GATEWAY_LIMIT).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -75,12 +77,12 @@ where
     };
     let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
     http.method = parts.method.clone();
-    http.path = Some(ROUTE.into());
+    http.path = Some(route.into());
     http.source_ip = Some(peer.ip().to_string());
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.http = http;
     context.stage = Some("$default".into());
-    context.route_key = Some(format!("POST {ROUTE}"));
+    context.route_key = Some(format!("ANY {route}"));
     let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()))
         .with_request_context(RequestContext::ApiGatewayV2(context));
     let Ok(response) = webhook.handle_http(request).await;

@@ -593,3 +593,39 @@ fn peak_memory_does_not_grow_with_the_recording() {
         "peak RSS grew by {growth_mib:.1} MiB for a 100 MiB copy"
     );
 }
+
+#[tokio::test]
+async fn a_call_id_with_a_newline_and_non_ascii_is_archived_and_kept_header_safe() {
+    let stack = stack().await;
+    let url = stack.recordings.url("odd-call-id", 4096, "");
+    let mut body: serde_json::Value = serde_json::from_str(&push_body(990, &url)).unwrap();
+    body["callId"] = "1604763745\nbreak é".into();
+    let response = reqwest::Client::new()
+        .post(format!("{}?token={LOCAL_TOKEN}", stack.webhook_url))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(stack.poll_once().await.unwrap(), 1);
+    let item = item(&stack, 990).await.unwrap();
+    assert_eq!(item["recordingStatus"], "ARCHIVED", "{item}");
+    assert_eq!(
+        item["callId"], "1604763745\nbreak é",
+        "the record keeps it as pushed"
+    );
+    let key = item["recordingKey"].as_str().unwrap();
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.names.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata().unwrap()["call-id"],
+        "1604763745%0Abreak %C3%A9"
+    );
+}

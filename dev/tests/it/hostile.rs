@@ -24,13 +24,15 @@ use aws_lambda_events::apigw::{
 };
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
-use pns_cdr::adapters::memory::{MemoryJobQueue, MemoryObjectStore, MemoryRecordStore};
+use pns_cdr::adapters::memory::{
+    MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
+};
 use pns_cdr::domain::auth::Authenticator;
 use pns_cdr::domain::recording::RecordingJob;
 use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
+use pns_cdr::handlers::webhook::CALL_RESULT_ROUTE as ROUTE;
 use pns_cdr::handlers::webhook::{Webhook, WebhookSettings, MAX_BODY_BYTES};
 use pns_cdr::ports::ObjectMeta;
-use pns_cdr_dev::local::server::ROUTE;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
@@ -38,10 +40,12 @@ use proptest::strategy::{BoxedStrategy, Union};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 
-type MemoryWebhook = Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore>;
+type MemoryWebhook =
+    Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore, MemoryBindingErrorStore>;
 
 const TOKEN: &str = "hostile-test-token-0123456789";
 const EXAMPLE: &[u8] = include_bytes!("../../../events/bodies/call-result.json");
+const BINDING_ERROR: &[u8] = include_bytes!("../../../events/bodies/binding-error.json");
 /// The fenced webhook accepts pushes from this block only.
 const ALLOWED_CIDR: &str = "203.0.113.0/24";
 const INSIDE: &str = "203.0.113.7";
@@ -289,7 +293,7 @@ impl Case {
         let mut context = ApiGatewayV2httpRequestContext::default();
         context.http = description;
         context.stage = Some("$default".into());
-        context.route_key = Some(format!("POST {ROUTE}"));
+        context.route_key = Some(format!("ANY {ROUTE}"));
         request.with_request_context(RequestContext::ApiGatewayV2(context))
     }
 }
@@ -440,6 +444,50 @@ fn valid_push() -> impl Strategy<Value = Payload> {
                 "valid push",
             )
         })
+}
+
+/// NXCLOUD's second push, sent to the call-result route (customers may give one URL): the
+/// documented example with another requestId, its numbers as numbers or strings, an unknown
+/// field, and sometimes a `code` that is no integer.
+fn binding_error() -> impl Strategy<Value = Payload> {
+    (
+        1u64..u64::MAX,
+        any::<bool>(),
+        10_001i64..10_014,
+        any::<bool>(),
+        prop_oneof![4 => Just(None), 1 => Just(Some(json!(1.5))), 1 => Just(Some(json!("x")))],
+    )
+        .prop_map(
+            |(request_id, id_as_number, code, code_as_string, bad_code)| {
+                let mut error: Map<String, Value> =
+                    serde_json::from_slice(BINDING_ERROR).expect("the sample is JSON");
+                error.insert(
+                    "requestId".into(),
+                    if id_as_number {
+                        json!(request_id)
+                    } else {
+                        json!(request_id.to_string())
+                    },
+                );
+                let code = match (&bad_code, code_as_string) {
+                    (Some(bad), _) => bad.clone(),
+                    (None, true) => json!(code.to_string()),
+                    (None, false) => json!(code),
+                };
+                error.insert("code".into(), code);
+                error.insert("traceId".into(), json!(request_id % 7));
+                let expect = if bad_code.is_some() {
+                    Expect::Invalid
+                } else {
+                    Expect::Stored
+                };
+                Payload::new(
+                    serde_json::to_vec(&error).expect("serialises"),
+                    expect,
+                    "binding error",
+                )
+            },
+        )
 }
 
 #[derive(Debug, Clone)]
@@ -679,6 +727,7 @@ fn payload() -> impl Strategy<Value = Payload> {
         (20, mutated_example().boxed()),
         (20, hostile_field().boxed()),
         (15, valid_push().boxed()),
+        (8, binding_error().boxed()),
         (8, duplicate_keys().boxed()),
         (6, deep_nesting().boxed()),
         (8, invalid_utf8().boxed()),
@@ -941,6 +990,7 @@ impl Worker {
             store: MemoryRecordStore::default(),
             queue: MemoryJobQueue::default(),
             objects: MemoryObjectStore::default(),
+            bindings: MemoryBindingErrorStore::default(),
             auth: Authenticator::new(TOKEN, cidrs).expect("valid").into(),
             policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).expect("valid"),
             settings: WebhookSettings::default(),
@@ -973,6 +1023,7 @@ impl Worker {
             }
         }
         let writes_before = webhook.store.writes.load(Ordering::SeqCst);
+        let bindings_before = webhook.bindings.items.lock().unwrap().len();
 
         let Ok(response) = self.runtime.block_on(webhook.handle_http(case.request()));
 
@@ -1002,8 +1053,14 @@ impl Worker {
                 let items = webhook.store.items.lock().unwrap();
                 items.get(&id).map(|item| item.to_json())
             }),
+            binding: answer["requestId"].as_str().and_then(|id| {
+                let items = webhook.bindings.items.lock().unwrap();
+                items.get(id).map(|item| item.to_json())
+            }),
             answer,
-            record_writes: webhook.store.writes.load(Ordering::SeqCst) - writes_before,
+            record_writes: webhook.store.writes.load(Ordering::SeqCst) - writes_before
+                + webhook.bindings.items.lock().unwrap().len()
+                - bindings_before,
             jobs: webhook.queue.jobs.lock().unwrap().clone(),
             objects: webhook.objects.objects.lock().unwrap().clone(),
         })
@@ -1018,6 +1075,7 @@ impl Worker {
             jobs,
             objects,
             record,
+            binding,
         } = &sent;
         let status = *status;
         let record_writes = *record_writes;
@@ -1056,7 +1114,17 @@ impl Worker {
             Expect::TooLarge => prop_assert_eq!(status, 413, "answer {}", answer),
         }
         let conflict = answer["conflict"] == true;
-        if status == 200 {
+        if status == 200 && answer.get("requestId").is_some() {
+            // A binding error: stored in its own table, never a record, never a job.
+            let item = binding.as_ref().ok_or_else(|| {
+                TestCaseError::fail(format!("200 but no binding error: {answer}"))
+            })?;
+            prop_assert_eq!(&item["requestId"], &answer["requestId"]);
+            let duplicate = answer["duplicate"] == true;
+            prop_assert_eq!(record_writes, usize::from(!duplicate));
+            prop_assert!(jobs.is_empty(), "a binding error queued a job");
+            prop_assert_eq!(objects.len(), usize::from(conflict));
+        } else if status == 200 {
             let id = answer["id"].as_i64().unwrap_or_default();
             let item = record
                 .as_ref()
@@ -1120,6 +1188,7 @@ impl Worker {
             prop_assert_eq!(again.record_writes, 0);
             if status == 200 {
                 prop_assert_eq!(&again.answer["id"], &answer["id"]);
+                prop_assert_eq!(&again.answer["requestId"], &answer["requestId"]);
                 prop_assert_eq!(&again.answer["duplicate"], &Value::Bool(true));
                 prop_assert_eq!(&again.answer["conflict"], &Value::Bool(conflict));
                 prop_assert_eq!(again.objects.len(), usize::from(conflict));
@@ -1137,6 +1206,8 @@ struct Sent {
     answer: Value,
     /// The stored record for the id the answer names.
     record: Option<Map<String, Value>>,
+    /// The stored binding error for the requestId the answer names.
+    binding: Option<Map<String, Value>>,
     record_writes: usize,
     jobs: Vec<RecordingJob>,
     objects: HashMap<String, (bytes::Bytes, ObjectMeta)>,

@@ -481,6 +481,11 @@ fn every_alarm_notifies_the_topic_and_says_what_to_do() {
         "Webhook5xxAlarm",
         "ThrottlesAlarm",
         "PendingTooLongAlarm",
+        "UnauthorizedPushesAlarm",
+        "ApiClientErrorsAlarm",
+        "QuarantinedPushesAlarm",
+        "RecordingFailedAlarm",
+        "UnboundCallsAlarm",
     ] {
         assert!(names.contains(&expected), "no {expected}");
     }
@@ -513,6 +518,115 @@ fn every_alarm_notifies_the_topic_and_says_what_to_do() {
     assert!(mentions(
         &resource(&t, "AlarmTopicKey")["KeyPolicy"],
         "cloudwatch.amazonaws.com"
+    ));
+}
+
+/// The metrics an alarm watches, as (namespace, metric name, value of its first dimension),
+/// whether it watches one metric or a metric-math expression over several.
+fn watched(alarm: &Value) -> Vec<(String, String, String)> {
+    let p = &alarm["Properties"];
+    let one = |m: &Value| {
+        let dimension = match &m["Dimensions"][0]["Value"] {
+            Value::String(v) => v.clone(),
+            other => format!("{other:?}"),
+        };
+        (
+            m["Namespace"].as_str().unwrap_or_default().to_owned(),
+            m["MetricName"].as_str().unwrap_or_default().to_owned(),
+            dimension,
+        )
+    };
+    match p["Metrics"].as_sequence() {
+        Some(metrics) => metrics
+            .iter()
+            .filter(|m| m.get("MetricStat").is_some())
+            .map(|m| one(&m["MetricStat"]["Metric"]))
+            .collect(),
+        None => vec![one(p)],
+    }
+}
+
+/// Every path on which NXCLOUD gives up on a push, or a recording ends FAILED, raises an
+/// alarm; a new loss class belongs in this list.
+#[test]
+fn every_loss_class_has_an_alarm_with_an_action() {
+    let t = template();
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let loss_classes = [
+        (
+            "unauthorized pushes (401/403)",
+            "PnsCdr",
+            "PushUnauthorized",
+            "webhook",
+        ),
+        (
+            "stage 4xx, 429 included",
+            "AWS/ApiGateway",
+            "4xx",
+            "Ref(HttpApi)",
+        ),
+        (
+            "quarantined pushes (400/413/422)",
+            "PnsCdr",
+            "PushQuarantined",
+            "webhook",
+        ),
+        (
+            "recordings FAILED at intake",
+            "PnsCdr",
+            "RecordingFailed",
+            "webhook",
+        ),
+        (
+            "recordings FAILED by the archiver",
+            "PnsCdr",
+            "RecordingFailed",
+            "archiver",
+        ),
+        (
+            "pushes answered 5xx",
+            "AWS/ApiGateway",
+            "5xx",
+            "Ref(HttpApi)",
+        ),
+        (
+            "jobs the archiver could not decide",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "",
+        ),
+        (
+            "recordings PENDING too long",
+            "PnsCdr",
+            "PendingOverdue",
+            "reconciler",
+        ),
+    ];
+    for (class, namespace, metric, dimension) in loss_classes {
+        let found = alarms.iter().find(|(_, alarm)| {
+            watched(alarm).iter().any(|(ns, m, d)| {
+                ns == namespace
+                    && m == metric
+                    && (dimension.is_empty()
+                        || d.contains(dimension.trim_start_matches("Ref(").trim_end_matches(')')))
+            })
+        });
+        let (name, alarm) = found.unwrap_or_else(|| panic!("no alarm for {class}"));
+        let actions = alarm["Properties"]["AlarmActions"].as_sequence();
+        assert!(
+            actions.is_some_and(|a| a.iter().any(|a| is_ref(a, "AlarmTopic"))),
+            "{name} ({class}) notifies nobody"
+        );
+    }
+    // The intake and archiver failures are one alarm: one metric, wherever it is decided.
+    let failed = &t["Resources"]["RecordingFailedAlarm"];
+    assert_eq!(watched(failed).len(), 2);
+    // Unbound calls: optional, on a threshold parameter.
+    let unbound = &t["Resources"]["UnboundCallsAlarm"];
+    assert_eq!(unbound["Condition"], "HasUnboundCallAlarm");
+    assert!(is_ref(
+        &unbound["Properties"]["Threshold"],
+        "UnboundCallAlarmThreshold"
     ));
 }
 
@@ -549,7 +663,7 @@ fn dashboard_shows_every_metric_the_code_emits() {
 fn the_webhook_route_lets_the_function_answer_every_method() {
     let t = template();
     let event = &t["Resources"]["WebhookFunction"]["Properties"]["Events"]["HttpApi"]["Properties"];
-    assert_eq!(event["Path"], pns_cdr_dev::local::server::ROUTE);
+    assert_eq!(event["Path"], pns_cdr::handlers::webhook::CALL_RESULT_ROUTE);
     assert_eq!(
         event["Method"], "ANY",
         "a GET must reach the function to be answered 405"

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
+use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
-use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::SqsJobQueue;
 use pns_cdr::domain::auth::Authenticator;
@@ -119,6 +120,10 @@ async fn serve_webhook(
         store: DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table),
         queue: SqsJobQueue::new(stack.clients.sqs.clone(), queue_url),
         objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
+        bindings: DynamoBindingErrorStore::new(
+            stack.clients.dynamodb.clone(),
+            &stack.names.binding_errors_table,
+        ),
         auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
         policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Local).unwrap(),
         settings: WebhookSettings {
@@ -127,7 +132,11 @@ async fn serve_webhook(
         },
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}{}", listener.local_addr().unwrap(), server::ROUTE);
+    let url = format!(
+        "http://{}{}",
+        listener.local_addr().unwrap(),
+        server::ROUTES[0]
+    );
     (
         url,
         tokio::spawn(server::serve(listener, Arc::new(webhook))),
@@ -348,4 +357,78 @@ async fn a_refused_recording_url_is_recorded_as_failed_without_a_job() {
         "{item}"
     );
     assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
+}
+
+#[tokio::test]
+async fn a_binding_error_is_stored_once_from_either_route_and_nothing_is_rejected() {
+    let stack = stack().await;
+    let body =
+        std::fs::read(pns_cdr_dev::repo_root().join("events/bodies/binding-error.json")).unwrap();
+    let token = format!("token={LOCAL_TOKEN}");
+    // NXCLOUD's three deliveries, as a customer with one URL or two would receive them.
+    let urls = [
+        &stack.binding_error_url,
+        &stack.webhook_url,
+        &stack.binding_error_url,
+    ];
+    for (n, url) in urls.into_iter().enumerate() {
+        let (status, answer) = post(url, &token, body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["requestId"], "1640920940635361280");
+        assert_eq!(answer["duplicate"], n > 0, "{answer}");
+    }
+    let stored = binding_errors(&stack).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let item = &stored[0];
+    assert_eq!(item["code"], 10013);
+    assert_eq!(item["msg"], "binding not exist");
+    assert_eq!(item["action"], "queryAXB");
+    assert_eq!(item["did"], "85299999999");
+    assert_eq!(item["occurrenceTime"], "2023-03-29 11:36:53");
+    assert_eq!(item["occurredAt"], "2023-03-29T03:36:53Z", "read as UTC+8");
+    assert!(keys(&stack, "rejected/").await.is_empty());
+    assert!(items(&stack).await.is_empty(), "no call record");
+
+    // Listable by DID and day, through the index.
+    let by_day = stack
+        .clients
+        .dynamodb
+        .query()
+        .table_name(&stack.names.binding_errors_table)
+        .index_name(pns_cdr::domain::binding::DID_INDEX)
+        .key_condition_expression("did = :did AND begins_with(occurredAt, :day)")
+        .expression_attribute_values(":did", AttributeValue::S("85299999999".into()))
+        .expression_attribute_values(":day", AttributeValue::S("2023-03-29".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_day.count(), 1);
+
+    // An invalid one is quarantined like any other body, named as a binding error.
+    let (status, answer) = post(
+        &stack.binding_error_url,
+        &token,
+        r#"{"requestId":"r","code":"ten"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["field"], "code");
+    assert_eq!(keys(&stack, "rejected/").await.len(), 1);
+}
+
+/// Every item of the stack's binding-error table.
+async fn binding_errors(stack: &LocalStack) -> Vec<Value> {
+    let scan = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.names.binding_errors_table)
+        .send()
+        .await
+        .unwrap();
+    scan.items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| serde_dynamo::from_item(item).unwrap())
+        .collect()
 }

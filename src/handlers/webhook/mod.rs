@@ -10,22 +10,26 @@ use std::time::Duration;
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 use tracing::{info, warn};
 
+mod binding;
 mod outcome;
 
 pub use outcome::{PushOutcome, Quarantine};
 
 use crate::domain::auth::{presented_token, SharedAuthenticator};
-use crate::domain::cdr::{sha256_hex, CallRecord, InvalidPush, ParsedPush};
+use crate::domain::cdr::{sha256_hex, InvalidPush, ParsedPush};
 use crate::domain::item::{format_time, into_record_item, RecordingPlan, StoredRecord};
+use crate::domain::push::{self, PushKind};
 use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
 };
 use crate::domain::url_policy::UrlPolicy;
 use crate::metrics::{self, Function, Metric};
-use crate::ports::{JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore};
+use crate::ports::{
+    BindingErrorStore, JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore,
+};
 use crate::telemetry::ErrorChain;
 
 /// TTL attribute (Unix seconds), as named in the table's `TimeToLiveSpecification`.
@@ -34,9 +38,25 @@ pub const EXPIRES_AT_ATTRIBUTE: &str = "expiresAt";
 /// Largest push body accepted; real CDRs are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The call-result route.
+pub const CALL_RESULT_ROUTE: &str = "/pns/call-result";
+/// The binding-error route (either route takes either push: the body's shape decides).
+pub const BINDING_ERROR_ROUTE: &str = "/pns/binding-error";
+
+/// The push a request path expects.
+pub fn route_kind(path: &str) -> PushKind {
+    if path.trim_end_matches('/').ends_with(BINDING_ERROR_ROUTE) {
+        PushKind::BindingError
+    } else {
+        PushKind::CallRecord
+    }
+}
+
 /// A push as the webhook sees it, whatever carried it (API Gateway or the local server).
 #[derive(Debug, Clone)]
 pub struct Push<'a> {
+    /// What the route expects, for a body whose shape says neither.
+    pub route: PushKind,
     pub method: &'a str,
     pub query_token: Option<&'a str>,
     pub authorization: Option<&'a str>,
@@ -66,6 +86,8 @@ pub struct WebhookSettings {
     pub requeue_pending_after: Duration,
     /// When set, records carry `expiresAt` so DynamoDB's TTL removes them after this long.
     pub retention: Option<Duration>,
+    /// NXCLOUD's time zone, in which a binding error's `occurrenceTime` is written.
+    pub nxcloud_offset: UtcOffset,
 }
 
 impl Default for WebhookSettings {
@@ -73,34 +95,42 @@ impl Default for WebhookSettings {
         Self {
             requeue_pending_after: Duration::from_secs(30),
             retention: None,
+            // NXCLOUD runs PNS from Hong Kong: UTC+8, no daylight saving.
+            nxcloud_offset: UtcOffset::from_hms(8, 0, 0).expect("+08:00 is an offset"),
         }
     }
 }
 
-/// The webhook service, generic over its three ports.
-pub struct Webhook<S, Q, O> {
+/// The webhook service, generic over its four ports.
+pub struct Webhook<S, Q, O, B> {
     pub store: S,
     pub queue: Q,
     pub objects: O,
+    pub bindings: B,
     pub auth: SharedAuthenticator,
     pub policy: UrlPolicy,
     pub settings: WebhookSettings,
 }
 
-impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
+impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<S, Q, O, B> {
     /// Handles one push. Never panics on input.
     pub async fn handle(&self, push: Push<'_>) -> PushOutcome {
         let started = std::time::Instant::now();
         let outcome = self.answer(push).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        metrics::emit(
-            Function::Webhook,
-            &[
-                (Metric::PushReceived, 1.0),
-                (outcome.metric(), 1.0),
-                (Metric::PushLatencyMs, latency_ms),
-            ],
-        );
+        let (metric, also) = outcome.metrics();
+        let values = [
+            (Metric::PushReceived, 1.0),
+            (metric, 1.0),
+            (Metric::PushLatencyMs, latency_ms),
+        ];
+        match also {
+            Some(also) => metrics::emit(
+                Function::Webhook,
+                &[values[0], values[1], values[2], (also, 1.0)],
+            ),
+            None => metrics::emit(Function::Webhook, &values),
+        }
         outcome
     }
 
@@ -122,14 +152,19 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     push.body.len()
                 ),
             };
-            return self
-                .quarantine(push.body, why, received_at, Quarantine::TooLarge)
-                .await;
+            let kind = (push.route, Quarantine::TooLarge);
+            return self.quarantine(push.body, why, received_at, kind).await;
         }
-        match CallRecord::parse(push.body) {
-            Ok(parsed) => self.store_push(push.body, parsed, received_at).await,
-            Err(why) => {
-                self.quarantine(push.body, why, received_at, Quarantine::InvalidBody)
+        match push::parse(push.body, push.route) {
+            Ok(push::Push::CallRecord(parsed)) => {
+                self.store_push(push.body, parsed, received_at).await
+            }
+            Ok(push::Push::BindingError(parsed)) => {
+                self.store_binding_error(push.body, parsed, received_at)
+                    .await
+            }
+            Err((kind, why)) => {
+                self.quarantine(push.body, why, received_at, (kind, Quarantine::InvalidBody))
                     .await
             }
         }
@@ -184,7 +219,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     recording = recording.as_str(),
                     "push stored"
                 );
-                PushOutcome::Stored { id }
+                PushOutcome::Stored { id, recording }
             }
             Ok(PutOutcome::Refused(reason)) => {
                 // Valid to the contract, unstorable as an item: a retry would be refused too,
@@ -193,8 +228,8 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
                     field: None,
                     message: format!("the table refused the record: {reason}"),
                 };
-                self.quarantine(body, why, received_at, Quarantine::Unstorable)
-                    .await
+                let kind = (PushKind::CallRecord, Quarantine::Unstorable);
+                self.quarantine(body, why, received_at, kind).await
             }
             Ok(PutOutcome::Duplicate(stored)) => {
                 let push = Pushed {
@@ -221,22 +256,10 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         } = push;
         let conflict = stored.payload_sha256.as_deref() != Some(payload_sha256);
         if conflict {
-            let meta = ObjectMeta {
-                content_type: "application/json".into(),
-                metadata: vec![
-                    ("record-id", id.to_string()),
-                    ("received-at", format_time(received_at)),
-                    (
-                        "stored-payload-sha256",
-                        stored.payload_sha256.clone().unwrap_or_default(),
-                    ),
-                ],
-                sha256: None,
-            };
             let key = conflict_key(id, payload_sha256);
+            let kept = ("record-id", id.to_string());
             if let Err(e) = self
-                .objects
-                .put(&key, Bytes::copy_from_slice(body), &meta)
+                .keep_conflict(&key, body, kept, &stored, received_at)
                 .await
             {
                 return unavailable(&e);
@@ -270,18 +293,49 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         PushOutcome::Duplicate { id, conflict }
     }
 
+    /// Keeps a body that reused a stored key with other content, beside the stored item.
+    async fn keep_conflict(
+        &self,
+        key: &str,
+        body: &[u8],
+        stored_key: (&'static str, String),
+        stored: &StoredRecord,
+        received_at: OffsetDateTime,
+    ) -> Result<(), PortError> {
+        let meta = ObjectMeta {
+            content_type: "application/json".into(),
+            metadata: vec![
+                stored_key,
+                ("received-at", format_time(received_at)),
+                (
+                    "stored-payload-sha256",
+                    stored.payload_sha256.clone().unwrap_or_default(),
+                ),
+            ],
+            sha256: None,
+        };
+        self.objects
+            .put(key, Bytes::copy_from_slice(body), &meta)
+            .await
+    }
+
     /// Keeps a body that is not a valid push, keyed by its digest.
     async fn quarantine(
         &self,
         body: &[u8],
         why: InvalidPush,
         received_at: OffsetDateTime,
-        kind: Quarantine,
+        (push, kind): (PushKind, Quarantine),
     ) -> PushOutcome {
         let key = rejected_key(&sha256_hex(body));
+        let push_name = match push {
+            PushKind::CallRecord => "call-result",
+            PushKind::BindingError => "binding-error",
+        };
         let mut metadata = vec![
             ("reason", why.message.clone()),
             ("received-at", format_time(received_at)),
+            ("push", push_name.to_owned()),
         ];
         if let Some(field) = &why.field {
             metadata.push(("field", field.clone()));
@@ -323,6 +377,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore> Webhook<S, Q, O> {
         };
         let outcome = self
             .handle(Push {
+                route: route_kind(request.uri().path()),
                 method: request.method().as_str(),
                 query_token: query_token.as_deref(),
                 authorization,
@@ -339,7 +394,9 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::adapters::memory::{MemoryJobQueue, MemoryObjectStore, MemoryRecordStore};
+    use crate::adapters::memory::{
+        MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
+    };
     use crate::domain::auth::Authenticator;
     use crate::domain::url_policy::{UrlProfile, DEFAULT_RECORDING_HOSTS};
     use serde_json::Value;
@@ -347,11 +404,15 @@ mod tests {
     const TOKEN: &str = "unit-test-token-0123";
     const RECORDING: &str = "https://remote.record.nxcloud.com/pns/20221219/a.mp3";
 
-    fn webhook() -> Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore> {
+    type MemoryWebhook =
+        Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore, MemoryBindingErrorStore>;
+
+    fn webhook() -> MemoryWebhook {
         Webhook {
             store: MemoryRecordStore::default(),
             queue: MemoryJobQueue::default(),
             objects: MemoryObjectStore::default(),
+            bindings: MemoryBindingErrorStore::default(),
             auth: Authenticator::new(TOKEN, "").unwrap().into(),
             policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
             settings: WebhookSettings {
@@ -363,6 +424,7 @@ mod tests {
 
     fn push(body: &[u8]) -> Push<'_> {
         Push {
+            route: PushKind::CallRecord,
             method: "POST",
             query_token: Some(TOKEN),
             authorization: None,
@@ -478,5 +540,119 @@ mod tests {
             .as_i64()
             .unwrap();
         assert!((before + 86_400..=before + 86_402).contains(&expires));
+    }
+
+    const BINDING_ERROR: &[u8] = include_bytes!("../../../events/bodies/binding-error.json");
+
+    #[tokio::test]
+    async fn a_binding_error_is_stored_once_from_either_route() {
+        let w = webhook();
+        let routes = [
+            PushKind::BindingError,
+            PushKind::CallRecord,
+            PushKind::BindingError,
+        ];
+        let mut outcomes = Vec::new();
+        for route in routes {
+            let outcome = w
+                .handle(Push {
+                    route,
+                    ..push(BINDING_ERROR)
+                })
+                .await;
+            assert_eq!(outcome.status(), 200, "{}", outcome.body());
+            outcomes.push(outcome);
+        }
+        let request_id = "1640920940635361280".to_owned();
+        assert_eq!(
+            outcomes[0],
+            PushOutcome::BindingErrorStored {
+                request_id: request_id.clone()
+            }
+        );
+        assert_eq!(
+            outcomes[0].metrics(),
+            (Metric::PushStored, Some(Metric::UnboundCall))
+        );
+        for duplicate in &outcomes[1..] {
+            assert_eq!(
+                *duplicate,
+                PushOutcome::BindingErrorDuplicate {
+                    request_id: request_id.clone(),
+                    conflict: false
+                }
+            );
+            assert_eq!(duplicate.body()["requestId"], request_id.as_str());
+        }
+        let stored = w.bindings.items.lock().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[&request_id]["code"], 10013);
+        assert!(w.store.items.lock().unwrap().is_empty());
+        assert!(
+            w.objects.objects.lock().unwrap().is_empty(),
+            "nothing quarantined"
+        );
+        assert!(w.queue.jobs.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_binding_error_keeps_the_first_and_saves_the_body() {
+        let w = webhook();
+        assert_eq!(w.handle(push(BINDING_ERROR)).await.status(), 200);
+        let changed = String::from_utf8_lossy(BINDING_ERROR).replace("10013", "10012");
+        let outcome = w.handle(push(changed.as_bytes())).await;
+        assert_eq!(outcome.body()["conflict"], true);
+        let objects = w.objects.objects.lock().unwrap();
+        let key = objects.keys().next().unwrap();
+        assert!(
+            key.starts_with("conflicts/binding-errors/1640920940635361280/"),
+            "{key}"
+        );
+        assert_eq!(
+            w.bindings.items.lock().unwrap()["1640920940635361280"]["code"],
+            10013,
+            "the first is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_binding_error_is_quarantined_as_one() {
+        let w = webhook();
+        let body = br#"{"requestId":"r-1","code":"ten"}"#;
+        let outcome = w
+            .handle(Push {
+                route: PushKind::CallRecord,
+                ..push(body)
+            })
+            .await;
+        assert_eq!(outcome.status(), 400);
+        assert_eq!(outcome.body()["field"], "code");
+        assert_eq!(outcome.metrics(), (Metric::PushQuarantined, None));
+        let objects = w.objects.objects.lock().unwrap();
+        let (_, meta) = &objects[outcome.body()["quarantineKey"].as_str().unwrap()];
+        assert!(meta
+            .metadata
+            .contains(&("push", "binding-error".to_owned())));
+        assert!(w.bindings.items.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_recording_refused_at_intake_counts_as_a_failed_recording() {
+        let w = webhook();
+        let refused = br#"{"id":7,"recordFile":"https://recordings.example.com/7.mp3"}"#;
+        let outcome = w.handle(push(refused)).await;
+        assert_eq!(
+            outcome,
+            PushOutcome::Stored {
+                id: 7,
+                recording: RecordingStatus::Failed
+            }
+        );
+        assert_eq!(
+            outcome.metrics(),
+            (Metric::PushStored, Some(Metric::RecordingFailed))
+        );
+        let accepted = w.handle(push(&body(8, 5))).await;
+        assert_eq!(accepted.metrics(), (Metric::PushStored, None));
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::domain::auth::AuthError;
 use crate::domain::cdr::InvalidPush;
+use crate::domain::recording::RecordingStatus;
 use crate::metrics::Metric;
 
 /// Why a body was kept in the bucket instead of stored as a record.
@@ -22,13 +23,24 @@ pub enum Quarantine {
 /// How one push ended. The answer's status, error code and metric all follow from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
-    /// A new record, stored (and its recording job queued).
+    /// A new record, stored (and its recording job queued when `recording` is PENDING;
+    /// FAILED: its URL was refused).
     Stored {
         id: i64,
+        recording: RecordingStatus,
     },
     /// The id was stored before; `conflict` when this body differs from the stored one.
     Duplicate {
         id: i64,
+        conflict: bool,
+    },
+    /// A new binding error (an unbound call), stored.
+    BindingErrorStored {
+        request_id: String,
+    },
+    /// The requestId was stored before; `conflict` as for a call record.
+    BindingErrorDuplicate {
+        request_id: String,
         conflict: bool,
     },
     MethodNotAllowed,
@@ -46,7 +58,10 @@ pub enum PushOutcome {
 impl PushOutcome {
     pub fn status(&self) -> u16 {
         match self {
-            Self::Stored { .. } | Self::Duplicate { .. } => 200,
+            Self::Stored { .. }
+            | Self::Duplicate { .. }
+            | Self::BindingErrorStored { .. }
+            | Self::BindingErrorDuplicate { .. } => 200,
             Self::MethodNotAllowed => 405,
             Self::Unauthorized(AuthError::BadToken) => 401,
             Self::Unauthorized(AuthError::SourceNotAllowed) => 403,
@@ -62,7 +77,10 @@ impl PushOutcome {
     /// The answer's `error`; `None` for a 200.
     pub fn error_code(&self) -> Option<&'static str> {
         Some(match self {
-            Self::Stored { .. } | Self::Duplicate { .. } => return None,
+            Self::Stored { .. }
+            | Self::Duplicate { .. }
+            | Self::BindingErrorStored { .. }
+            | Self::BindingErrorDuplicate { .. } => return None,
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Unauthorized(AuthError::BadToken) => "unauthorized",
             Self::Unauthorized(AuthError::SourceNotAllowed) => "forbidden",
@@ -75,23 +93,41 @@ impl PushOutcome {
         })
     }
 
-    /// The metric that counts this outcome.
-    pub fn metric(&self) -> Metric {
+    /// The metric that counts this outcome, and one more it also counts: a new record whose
+    /// recording was refused at intake is a `RecordingFailed`, a new binding error an
+    /// `UnboundCall`.
+    pub fn metrics(&self) -> (Metric, Option<Metric>) {
         match self {
-            Self::Stored { .. } => Metric::PushStored,
-            Self::Duplicate { .. } => Metric::PushDuplicate,
-            Self::MethodNotAllowed | Self::Quarantined { .. } => Metric::PushRejected,
-            Self::Unauthorized(_) => Metric::PushUnauthorized,
-            Self::Unavailable => Metric::PushFailed,
+            Self::Stored { recording, .. } => (
+                Metric::PushStored,
+                (*recording == RecordingStatus::Failed).then_some(Metric::RecordingFailed),
+            ),
+            Self::BindingErrorStored { .. } => (Metric::PushStored, Some(Metric::UnboundCall)),
+            Self::Duplicate { .. } | Self::BindingErrorDuplicate { .. } => {
+                (Metric::PushDuplicate, None)
+            }
+            Self::MethodNotAllowed => (Metric::PushRejected, None),
+            Self::Quarantined { .. } => (Metric::PushQuarantined, None),
+            Self::Unauthorized(_) => (Metric::PushUnauthorized, None),
+            Self::Unavailable => (Metric::PushFailed, None),
         }
     }
 
     /// The JSON answer.
     pub fn body(&self) -> Value {
         match self {
-            Self::Stored { id } => json!({"ok": true, "id": id, "duplicate": false}),
+            Self::Stored { id, .. } => json!({"ok": true, "id": id, "duplicate": false}),
             Self::Duplicate { id, conflict } => {
                 json!({"ok": true, "id": id, "duplicate": true, "conflict": conflict})
+            }
+            Self::BindingErrorStored { request_id } => {
+                json!({"ok": true, "requestId": request_id, "duplicate": false})
+            }
+            Self::BindingErrorDuplicate {
+                request_id,
+                conflict,
+            } => {
+                json!({"ok": true, "requestId": request_id, "duplicate": true, "conflict": conflict})
             }
             Self::Quarantined { why, key, .. } => json!({
                 "ok": false,

@@ -1,0 +1,79 @@
+//! The binding-error push: stored once per `requestId`, as the call record is once per `id`.
+
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use super::{unavailable, PushOutcome, Quarantine, Webhook, EXPIRES_AT_ATTRIBUTE};
+use crate::domain::binding::{binding_error_item, ParsedBindingError};
+use crate::domain::cdr::InvalidPush;
+use crate::domain::push::PushKind;
+use crate::domain::recording::binding_conflict_key;
+use crate::ports::{BindingErrorStore, JobQueue, ObjectStore, PutOutcome, RecordStore};
+
+impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<S, Q, O, B> {
+    pub(super) async fn store_binding_error(
+        &self,
+        body: &[u8],
+        parsed: ParsedBindingError,
+        received_at: OffsetDateTime,
+    ) -> PushOutcome {
+        let request_id = parsed.error.request_id.clone();
+        let code = parsed.error.code;
+        let payload_sha256 = parsed.payload_sha256.clone();
+        let mut item = binding_error_item(parsed, received_at, self.settings.nxcloud_offset);
+        if let Some(retention) = self.settings.retention {
+            let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
+            item.insert(EXPIRES_AT_ATTRIBUTE, expires_at.into());
+        }
+        match self.bindings.put_new(item).await {
+            Err(e) => unavailable(&e),
+            Ok(PutOutcome::Created) => {
+                // The caller and the DID are phone numbers: the log has the ids and the code.
+                info!(
+                    request_id,
+                    code,
+                    outcome = "created",
+                    "binding error stored"
+                );
+                PushOutcome::BindingErrorStored { request_id }
+            }
+            Ok(PutOutcome::Refused(reason)) => {
+                let why = InvalidPush {
+                    field: None,
+                    message: format!("the table refused the binding error: {reason}"),
+                };
+                let kind = (PushKind::BindingError, Quarantine::Unstorable);
+                self.quarantine(body, why, received_at, kind).await
+            }
+            Ok(PutOutcome::Duplicate(stored)) => {
+                let conflict = stored.payload_sha256.as_deref() != Some(payload_sha256.as_str());
+                if conflict {
+                    let key = binding_conflict_key(&request_id, &payload_sha256);
+                    let kept = ("request-id", request_id.clone());
+                    if let Err(e) = self
+                        .keep_conflict(&key, body, kept, &stored, received_at)
+                        .await
+                    {
+                        return unavailable(&e);
+                    }
+                    warn!(
+                        request_id,
+                        outcome = "conflict",
+                        key,
+                        "same requestId, different payload: first kept, body saved"
+                    );
+                }
+                info!(
+                    request_id,
+                    outcome = "duplicate",
+                    conflict,
+                    "binding error already stored"
+                );
+                PushOutcome::BindingErrorDuplicate {
+                    request_id,
+                    conflict,
+                }
+            }
+        }
+    }
+}
