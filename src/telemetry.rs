@@ -1,33 +1,86 @@
 //! Logging: JSON lines on Lambda (CloudWatch Logs Insights can query the fields), readable text
 //! locally. Level from `RUST_LOG` (default `info`).
 
+use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it repeatedly).
 pub fn init() {
-    // `RUST_LOG` as a target list (`info`, `pns_cdr=debug,aws_smithy_runtime=warn`): no
-    // regex engine in the binary, which EnvFilter would bring.
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
     let json = on_lambda || std::env::var("PNS_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let registry = tracing_subscriber::registry().with(filter);
     let _ = if json {
-        // CloudWatch stamps each line itself; the Lambda request id comes from the runtime's span.
-        let layer = tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .without_time();
-        registry.with(layer).try_init()
+        json_subscriber(filter, std::io::stdout).try_init()
     } else {
-        registry
+        tracing_subscriber::registry()
+            .with(filter)
             .with(tracing_subscriber::fmt::layer().with_target(false))
             .try_init()
     };
+}
+
+/// The JSON lines Lambda writes. CloudWatch stamps each line itself; the Lambda request id
+/// comes from the runtime's span.
+pub fn json_subscriber<W>(filter: Targets, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .without_time()
+        .with_writer(writer);
+    tracing_subscriber::registry().with(filter).with(layer)
+}
+
+/// The targets of this project's own code: only these log at the levels `RUST_LOG` asks.
+const OWN_TARGETS: [&str; 8] = [
+    "pns_cdr",
+    "webhook",
+    "archiver",
+    "reconciler",
+    "pnsctl",
+    "pns_local",
+    "pns_sim",
+    "pns_bench",
+];
+
+/// Where the dependencies' logs stop, whatever `RUST_LOG` says. Their TRACE level prints
+/// whole payloads: lambda_runtime the raw event (the push body with its phone numbers, the
+/// query string with the token), the SDK's orchestrator request and response bodies (items
+/// with phone numbers), aws_sigv4 the canonical request (with the session token).
+const DEPENDENCY_CAP: LevelFilter = LevelFilter::DEBUG;
+
+/// `RUST_LOG` as a target list (`info`, `pns_cdr=debug,aws_smithy_runtime=warn`; no regex
+/// engine in the binary, which EnvFilter would bring), default `info`, with every target but
+/// the project's own capped at [`DEPENDENCY_CAP`].
+pub fn filter(rust_log: Option<&str>) -> Targets {
+    let asked = rust_log
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let default = asked.default_level().unwrap_or(LevelFilter::OFF);
+    let mut capped = Targets::new().with_default(default.min(DEPENDENCY_CAP));
+    for (target, level) in &asked {
+        let own = OWN_TARGETS
+            .iter()
+            .any(|own| target == *own || target.starts_with(&format!("{own}::")));
+        let level = if own {
+            level
+        } else {
+            level.min(DEPENDENCY_CAP)
+        };
+        capped = capped.with_target(target, level);
+    }
+    // The project's own code logs at the level asked for it, or the default asked.
+    for own in OWN_TARGETS {
+        if !asked.iter().any(|(target, _)| target == own) {
+            capped = capped.with_target(own, default);
+        }
+    }
+    capped
 }
 
 /// An error with its sources, `: `-separated: how logs print an error. Errors here keep their
@@ -43,5 +96,46 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = cause.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn dependencies_stop_at_debug_whatever_is_asked() {
+        for asked in [
+            "trace",
+            "info,aws_smithy_runtime=trace,lambda_runtime=trace",
+        ] {
+            let f = filter(Some(asked));
+            for dependency in [
+                "lambda_runtime::layers",
+                "aws_smithy_runtime",
+                "aws_sigv4",
+                "hyper",
+            ] {
+                assert!(
+                    !f.would_enable(dependency, &Level::TRACE),
+                    "{asked}: {dependency}"
+                );
+            }
+            assert!(f.would_enable("aws_smithy_runtime", &Level::DEBUG) || asked != "trace");
+        }
+        let f = filter(Some("trace"));
+        assert!(f.would_enable("pns_cdr::handlers::webhook", &Level::TRACE));
+        assert!(f.would_enable("webhook", &Level::TRACE));
+        let f = filter(Some("warn,pns_cdr=debug,aws_smithy_runtime=error"));
+        assert!(f.would_enable("pns_cdr::ops", &Level::DEBUG));
+        assert!(
+            !f.would_enable("aws_smithy_runtime", &Level::WARN),
+            "lower asks stay"
+        );
+        assert!(!f.would_enable("hyper", &Level::INFO));
+        let default = filter(None);
+        assert!(default.would_enable("pns_cdr", &Level::INFO));
+        assert!(!default.would_enable("pns_cdr", &Level::DEBUG));
     }
 }

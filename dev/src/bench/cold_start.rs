@@ -106,6 +106,53 @@ struct Bench {
     recordings: FakeNxcloud,
     webhook_event: Value,
     sqs_event: Value,
+    /// The functions' `RUST_LOG`.
+    rust_log: String,
+    /// Keep a child's whole output (else its last bytes, for an error message).
+    keep_output: bool,
+}
+
+impl Bench {
+    /// Resources in the emulator at `endpoint` under `names`, and the sample events.
+    async fn set_up(endpoint: &str, names: ResourceNames) -> anyhow::Result<Self> {
+        let clients = AwsClients::load(Some(endpoint)).await?;
+        let queues = create_resources(&clients, &names, 720).await?;
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            store: DynamoRecordStore::new(clients.dynamodb.clone(), &names.table),
+            names,
+            queue_url: queues.queue_url,
+            recordings: FakeNxcloud::start(0).await?,
+            webhook_event: sample_event("push-answered.json")?,
+            sqs_event: sample_event("sqs-recording-job.json")?,
+            // The template's default level.
+            rust_log: "info".into(),
+            keep_output: false,
+        })
+    }
+}
+
+/// Runs the webhook and the archiver binaries once each, as Lambda would, with `RUST_LOG` set
+/// to `rust_log`, against the emulator at `endpoint`; returns everything they printed.
+pub async fn logged_run(
+    webhook: &Path,
+    archiver: &Path,
+    rust_log: &str,
+    endpoint: &str,
+    names: ResourceNames,
+) -> anyhow::Result<String> {
+    let mut bench = Bench::set_up(endpoint, names).await?;
+    bench.rust_log = rust_log.to_owned();
+    bench.keep_output = true;
+    let mut printed = String::new();
+    for (function, binary, id) in [
+        (Function::Webhook, webhook, 300_000),
+        (Function::Archiver, archiver, 300_001),
+    ] {
+        let (_, output) = bench.start_once(function, binary, id).await?;
+        printed.push_str(&output);
+    }
+    Ok(printed)
 }
 
 /// `pns-bench cold-start [args]`.
@@ -121,18 +168,7 @@ pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
     let emulator = tokio::task::spawn_blocking(|| Emulator::start(0))
         .await
         .context("starting the AWS emulator")??;
-    let clients = AwsClients::load(Some(&emulator.endpoint)).await?;
-    let names = ResourceNames::default();
-    let queues = create_resources(&clients, &names, 720).await?;
-    let bench = Bench {
-        endpoint: emulator.endpoint.clone(),
-        store: DynamoRecordStore::new(clients.dynamodb.clone(), &names.table),
-        names,
-        queue_url: queues.queue_url,
-        recordings: FakeNxcloud::start(0).await?,
-        webhook_event: sample_event("push-answered.json")?,
-        sqs_event: sample_event("sqs-recording-job.json")?,
-    };
+    let bench = Bench::set_up(&emulator.endpoint, ResourceNames::default()).await?;
 
     let mut rows = Vec::new();
     for (function, binary) in [
@@ -148,7 +184,7 @@ pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
                 Function::Webhook => 100_000,
                 Function::Archiver => 200_000,
             } + n as i64;
-            let sample = bench
+            let (sample, _) = bench
                 .start_once(function, binary, id)
                 .await
                 .with_context(|| {
@@ -194,8 +230,7 @@ impl Bench {
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_SESSION_TOKEN", "test".into()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            // The template's default level.
-            ("RUST_LOG", "info".into()),
+            ("RUST_LOG", self.rust_log.clone()),
             ("PNS_TABLE_NAME", self.names.table.clone()),
             ("PNS_QUEUE_URL", self.queue_url.clone()),
             ("PNS_BUCKET_NAME", self.names.bucket.clone()),
@@ -229,11 +264,16 @@ impl Bench {
             }
             Function::Archiver => {
                 // The job's record, PENDING, as the webhook would have stored it.
-                let url = self
-                    .recordings
-                    .url(&format!("cold-{id}"), RECORDING_BYTES, "");
+                // A signed URL and the numbers of the sample push, as a real record has them
+                // (the log test looks for both in what the function prints).
+                let url = self.recordings.url(
+                    &format!("cold-{id}"),
+                    RECORDING_BYTES,
+                    "sig=never-logged-signature",
+                );
                 let body = format!(
-                    r#"{{"id":{id},"callId":"cold-start-{id}","startAt":1671440452,"recordFile":"{url}"}}"#
+                    r#"{{"id":{id},"callId":"cold-start-{id}","startAt":1671440452,"recordFile":"{url}",
+                        "caller":"85235757583","callee":"85238533300","did":"85235757584"}}"#
                 );
                 let push = CallRecord::parse(body.as_bytes())?;
                 let now = OffsetDateTime::now_utc();
@@ -292,13 +332,14 @@ impl Bench {
         Ok(())
     }
 
-    /// One cold start: a fresh process, one event, one answer.
+    /// One cold start: a fresh process, one event, one answer; and the process's output when
+    /// `keep_output` (else empty).
     async fn start_once(
         &self,
         function: Function,
         binary: &Path,
         id: i64,
-    ) -> anyhow::Result<Sample> {
+    ) -> anyhow::Result<(Sample, String)> {
         let event = self.event(function, id).await?;
         let api = RuntimeApi::start(format!(
             "arn:aws:lambda:us-east-1:123456789012:function:{}",
@@ -322,8 +363,13 @@ impl Bench {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id().context("the child has a pid")?;
-        let stdout = tail(child.stdout.take());
-        let stderr = tail(child.stderr.take());
+        let keep = if self.keep_output {
+            usize::MAX / 4
+        } else {
+            LOG_TAIL
+        };
+        let stdout = tail(child.stdout.take(), keep);
+        let stderr = tail(child.stderr.take(), keep);
 
         let answered = tokio::select! {
             answer = tokio::time::timeout(RUN_TIMEOUT, pending.answer()) => answer,
@@ -364,11 +410,17 @@ impl Bench {
         let init_done = api
             .init_done_at()
             .context("the function answered without asking for an event")?;
-        Ok(Sample {
+        let sample = Sample {
             init: init_done - started,
             first_answer: answer.at - started,
             peak_rss_kib: peak_rss.context("reading the child's VmHWM")?,
-        })
+        };
+        let printed = if self.keep_output {
+            output_kept(stdout, stderr, keep).await
+        } else {
+            String::new()
+        };
+        Ok((sample, printed))
     }
 }
 
@@ -386,8 +438,8 @@ fn epoch_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// Drains a child's pipe (so it never blocks on a full pipe), keeping the last bytes.
-fn tail<R>(pipe: Option<R>) -> JoinHandle<Vec<u8>>
+/// Drains a child's pipe (so it never blocks on a full pipe), keeping the last `keep` bytes.
+fn tail<R>(pipe: Option<R>, keep: usize) -> JoinHandle<Vec<u8>>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
@@ -397,8 +449,8 @@ where
         let mut buf = [0u8; 4096];
         while let Ok(n @ 1..) = pipe.read(&mut buf).await {
             kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * LOG_TAIL {
-                kept.drain(..kept.len() - LOG_TAIL);
+            if kept.len() > 2 * keep {
+                kept.drain(..kept.len() - keep);
             }
         }
         kept
@@ -407,6 +459,15 @@ where
 
 /// The child's output for an error message (its pipes close once it is dead).
 async fn output(stdout: JoinHandle<Vec<u8>>, stderr: JoinHandle<Vec<u8>>) -> String {
+    output_kept(stdout, stderr, LOG_TAIL).await
+}
+
+/// The child's output, its last `keep` bytes of each pipe.
+async fn output_kept(
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+    keep: usize,
+) -> String {
     let mut text = String::new();
     for (name, pipe) in [("stdout", stdout), ("stderr", stderr)] {
         let bytes = tokio::time::timeout(Duration::from_secs(2), pipe)
@@ -414,7 +475,7 @@ async fn output(stdout: JoinHandle<Vec<u8>>, stderr: JoinHandle<Vec<u8>>) -> Str
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        let start = bytes.len().saturating_sub(LOG_TAIL);
+        let start = bytes.len().saturating_sub(keep);
         text.push_str(&format!(
             "--- {name} (last {} bytes)\n{}\n",
             bytes.len() - start,

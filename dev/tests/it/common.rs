@@ -8,23 +8,27 @@ use pns_cdr_dev::local::emulator::{Emulator, ResourceNames};
 use pns_cdr_dev::local::{LocalOptions, LocalStack};
 use serde_json::Value;
 
-/// The `pnsctl` binary of the shipped crate, built beside this test binary (`make test` builds
-/// the workspace's binaries before it runs the tests; Cargo gives a test only the paths of its
-/// own package's binaries).
-pub fn pnsctl_binary() -> std::path::PathBuf {
+/// A binary of the shipped crate (`pnsctl`, `webhook`, ...), built beside this test binary
+/// (`make test` builds the workspace's binaries before it runs the tests; Cargo gives a test
+/// only the paths of its own package's binaries).
+pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/it-<hash> -> target/<profile>/pnsctl
+    // target/<profile>/deps/it-<hash> -> target/<profile>/<name>
     let binary = exe
         .parent()
         .and_then(std::path::Path::parent)
         .expect("the test binary sits in target/<profile>/deps")
-        .join("pnsctl");
+        .join(name);
     assert!(
         binary.exists(),
-        "{} is missing: run `cargo build --bin pnsctl` (make test does)",
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
         binary.display()
     );
     binary
+}
+
+pub fn pnsctl_binary() -> std::path::PathBuf {
+    binary("pnsctl")
 }
 
 /// The emulator every test in this binary shares; it exits with the test process (its stdin

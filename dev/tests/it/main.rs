@@ -7,6 +7,7 @@ mod archiver;
 mod docs;
 mod faults;
 mod hostile;
+mod logs;
 mod ops;
 mod properties;
 mod reconciler;
