@@ -2,7 +2,7 @@
 
 use lambda_http::{run, service_fn, Error, Request};
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
-use pns_cdr::adapters::secrets::SecretTokens;
+use pns_cdr::adapters::secrets::{SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::{aws::AwsClients, s3::S3ObjectStore, sqs::SqsJobQueue};
 use pns_cdr::config::{Config, ConfigError, TokenSource};
 use pns_cdr::handlers::webhook::Webhook;
@@ -16,7 +16,8 @@ async fn main() -> Result<(), Error> {
     let (auth, secret) = match &config.tokens {
         TokenSource::Inline(tokens) => (config.authenticator_for(tokens)?, None),
         TokenSource::Secret(arn) => {
-            let secret = SecretTokens::new(clients.secrets.clone(), arn, &config.source_cidrs);
+            let secret = SecretsManagerSecret::new(clients.secrets.clone(), arn);
+            let secret = SecretTokens::new(secret, &config.source_cidrs);
             (secret.authenticator().await?, Some(secret))
         }
         TokenSource::None => return Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS").into()),
