@@ -5,8 +5,10 @@
 //! the archiver's resolver returns, so the address connected to is the address checked.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::LazyLock;
 
+use ipnet::IpNet;
 use url::{Host, Url};
 
 /// Which extra targets the policy allows.
@@ -167,45 +169,84 @@ impl UrlPolicy {
     }
 }
 
-/// Public unicast only: no loopback, private, link-local, CGNAT, multicast, unspecified,
-/// broadcast, documentation, benchmarking or reserved ranges; no IPv4-mapped/-compatible,
-/// NAT64 or unique-local IPv6.
+/// Every block of IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025), with
+/// multicast and the deprecated IPv4-compatible and site-local IPv6 blocks. A recording host
+/// never lives in one; most reach the private network, the cloud's metadata service, or an
+/// IPv4 address through translation.
+const SPECIAL_PURPOSE: [&str; 46] = [
+    // IPv4
+    "0.0.0.0/8",       // "this network"
+    "10.0.0.0/8",      // private use
+    "100.64.0.0/10",   // shared address space (CGNAT)
+    "127.0.0.0/8",     // loopback
+    "169.254.0.0/16",  // link local (cloud metadata services)
+    "172.16.0.0/12",   // private use
+    "192.0.0.0/24",    // IETF protocol assignments (incl. PCP, TURN, NAT64 discovery)
+    "192.0.2.0/24",    // documentation
+    "192.31.196.0/24", // AS112-v4
+    "192.52.193.0/24", // AMT
+    "192.88.99.0/24",  // 6to4 relay anycast (deprecated)
+    "192.168.0.0/16",  // private use
+    "192.175.48.0/24", // direct delegation AS112
+    "198.18.0.0/15",   // benchmarking
+    "198.51.100.0/24", // documentation
+    "203.0.113.0/24",  // documentation
+    "224.0.0.0/4",     // multicast
+    "240.0.0.0/4",     // reserved, and 255.255.255.255 limited broadcast
+    // IPv6
+    "::/128",            // unspecified
+    "::1/128",           // loopback
+    "::/96",             // IPv4-compatible (deprecated)
+    "::ffff:0:0/96",     // IPv4-mapped
+    "64:ff9b::/96",      // IPv4/IPv6 translation (NAT64)
+    "64:ff9b:1::/48",    // IPv4/IPv6 translation, local use
+    "100::/64",          // discard-only
+    "100:0:0:1::/64",    // dummy prefix
+    "2001::/23",         // IETF protocol assignments
+    "2001::/32",         // Teredo (an obfuscated IPv4 inside)
+    "2001:1::1/128",     // PCP anycast
+    "2001:1::2/128",     // TURN anycast
+    "2001:1::3/128",     // DNS-SD SRP anycast
+    "2001:2::/48",       // benchmarking
+    "2001:3::/32",       // AMT
+    "2001:4:112::/48",   // AS112-v6
+    "2001:10::/28",      // ORCHID (deprecated)
+    "2001:20::/28",      // ORCHIDv2
+    "2001:30::/28",      // drone remote ID entity tags
+    "2001:db8::/32",     // documentation
+    "2620:4f:8000::/48", // direct delegation AS112
+    "3fff::/20",         // documentation
+    "5f00::/16",         // segment routing (SRv6) SIDs
+    "fc00::/7",          // unique local
+    "fe80::/10",         // link-local unicast
+    "fec0::/10",         // site-local (deprecated)
+    "ff00::/8",          // multicast
+    "2002::/16",         // 6to4: judged by its embedded IPv4 instead (see is_public)
+];
+
+/// The 6to4 block: `2002:AABB:CCDD::/48` carries the IPv4 address A.B.C.D.
+const SIX_TO_FOUR: &str = "2002::/16";
+
+static BLOCKS: LazyLock<Vec<IpNet>> = LazyLock::new(|| {
+    SPECIAL_PURPOSE
+        .iter()
+        .filter(|block| **block != SIX_TO_FOUR)
+        .map(|block| block.parse().expect("a registry block parses"))
+        .collect()
+});
+
+/// Public unicast only: no address in any special-purpose block ([`SPECIAL_PURPOSE`]); a
+/// 6to4 address is public when the IPv4 address it embeds is.
 pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
+    if let IpAddr::V6(v6) = ip {
+        let seg = v6.segments();
+        if seg[0] == 0x2002 {
+            let [a, b] = seg[1].to_be_bytes();
+            let [c, d] = seg[2].to_be_bytes();
+            return is_public(IpAddr::V4(Ipv4Addr::new(a, b, c, d)));
+        }
     }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || a == 0 // "this network"
-        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64.0.0/10
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (18..20).contains(&b)) // benchmarking 198.18.0.0/15
-        || a >= 240) // reserved
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let seg = ip.segments();
-    let mapped_or_compatible = seg[..5] == [0; 5] && (seg[5] == 0xffff || seg[5] == 0);
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || mapped_or_compatible
-        || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || (seg[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
-        || (seg[0] == 0x64 && seg[1] == 0xff9b) // NAT64 64:ff9b::/96 and /48
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-        || seg[0] == 0x2002) // 6to4 embeds an IPv4 address
+    !BLOCKS.iter().any(|block| block.contains(&ip))
 }
 
 #[cfg(test)]
@@ -295,6 +336,82 @@ mod tests {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "203.0.114.1", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    /// The address blocks of an IANA special-purpose registry CSV (first column; a cell may
+    /// hold several blocks, and footnote marks).
+    fn registry(csv: &str) -> Vec<IpNet> {
+        let mut blocks = Vec::new();
+        for line in csv.lines().skip(1) {
+            let cell = match line.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => line.split(',').next().unwrap_or_default(),
+            };
+            for block in cell.split(',') {
+                let block = block.split_whitespace().next().unwrap_or_default();
+                blocks.push(block.parse().unwrap_or_else(|_| panic!("{line}")));
+            }
+        }
+        blocks
+    }
+
+    /// First, last and a middle address of a block.
+    fn samples(block: &IpNet) -> Vec<IpAddr> {
+        let (first, last) = (block.network(), block.broadcast());
+        let middle = match (first, last) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                IpAddr::V4(((u32::from(a) >> 1) + (u32::from(b) >> 1)).into())
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                IpAddr::V6(((u128::from(a) >> 1) + (u128::from(b) >> 1)).into())
+            }
+            _ => unreachable!("one family"),
+        };
+        vec![first, middle, last]
+    }
+
+    #[test]
+    fn every_special_purpose_block_of_both_registries_is_refused() {
+        let v4 = registry(include_str!("../data/iana-ipv4-special-registry.csv"));
+        let v6 = registry(include_str!("../data/iana-ipv6-special-registry.csv"));
+        assert_eq!((v4.len(), v6.len()), (25, 25), "every row read");
+        for block in v4.iter().chain(&v6) {
+            for ip in samples(block) {
+                if block.to_string() == SIX_TO_FOUR {
+                    continue;
+                }
+                assert!(!is_public(ip), "{ip} in {block} passed");
+            }
+        }
+        // 6to4 carries an IPv4 address: judged by it.
+        for (ip, public) in [
+            ("2002:808:808::1", true),   // 8.8.8.8
+            ("2002:a00:1::", false),     // 10.0.0.1
+            ("2002:a9fe:a9fe::", false), // 169.254.169.254
+            ("2002:7f00:1::", false),    // 127.0.0.1
+            ("2002:c058:6301::", false), // 192.88.99.1, the 6to4 relay
+        ] {
+            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
+        }
+        // Multicast and the deprecated blocks, beyond the registries.
+        for ip in [
+            "224.0.0.1",
+            "239.255.255.255",
+            "ff02::1",
+            "fec0::1",
+            "::a00:1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "52.94.236.248",
+            "2606:4700::1111",
+            "2a05:d018::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }
