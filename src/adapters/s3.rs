@@ -177,6 +177,9 @@ impl ObjectStore for S3ObjectStore {
             Err(SdkError::ServiceError(e)) if matches!(e.err(), HeadObjectError::NotFound(_)) => {
                 Ok(None)
             }
+            // S3 answers 403, not 404, for a missing key when the caller may not ListBucket.
+            // Either way there is nothing to adopt; a real denial fails at the upload.
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 403 => Ok(None),
             Err(e) => Err(PortError::new("HeadObject", e)),
         }
     }

@@ -19,6 +19,7 @@ use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS
 use pns_cdr::handlers::archiver::{Archiver, Outcome};
 use pns_cdr::ports::{ObjectMeta, ObjectStore, RecordStore};
 use pns_cdr_dev::local::fake_nxcloud::SampleRecording;
+use pns_cdr_dev::local::fault_proxy::{Fault, FaultProxy};
 use pns_cdr_dev::local::{LocalStack, LOCAL_TOKEN};
 use time::OffsetDateTime;
 
@@ -628,4 +629,42 @@ async fn a_call_id_with_a_newline_and_non_ascii_is_archived_and_kept_header_safe
         head.metadata().unwrap()["call-id"],
         "1604763745%0Abreak %C3%A9"
     );
+}
+
+/// A stack whose AWS calls pass a fault proxy.
+async fn stack_behind_proxy() -> (LocalStack, FaultProxy) {
+    let proxy = FaultProxy::start(&emulator_endpoint()).await.unwrap();
+    let mut options = options();
+    options.endpoint_url = Some(proxy.endpoint.clone());
+    (LocalStack::start(options).await.unwrap(), proxy)
+}
+
+#[tokio::test]
+async fn a_403_on_head_object_means_nothing_to_adopt_and_the_copy_goes_on() {
+    // What S3 answers for a missing key when the role may not ListBucket.
+    let (stack, proxy) = stack_behind_proxy().await;
+    proxy.inject(Some("HeadObject"), Fault::Status(403), 100);
+    let url = stack.recordings.url("head-403", 4096, "");
+    push(&stack, 995, &url).await;
+    assert_eq!(stack.poll_once().await.unwrap(), 1);
+    assert!(
+        proxy.faults_applied() > 0,
+        "the HeadObject was answered 403"
+    );
+    let item = item(&stack, 995).await.unwrap();
+    assert_eq!(item["recordingStatus"], "ARCHIVED", "{item}");
+}
+
+#[tokio::test]
+async fn a_real_denial_fails_loudly_at_the_upload() {
+    let (stack, proxy) = stack_behind_proxy().await;
+    proxy.inject(Some("PutObject"), Fault::Status(403), 100);
+    let url = stack.recordings.url("put-403", 4096, "");
+    push(&stack, 996, &url).await;
+    assert_eq!(stack.poll_once().await.unwrap(), 1);
+    let item = item(&stack, 996).await.unwrap();
+    assert_eq!(item["recordingStatus"], "PENDING", "retried: {item}");
+    let reason = item["recordingError"].as_str().unwrap();
+    assert!(reason.starts_with("PutObject failed"), "{reason}");
+    assert_eq!(item["recordingAttempts"], 1);
 }
