@@ -668,3 +668,48 @@ async fn a_real_denial_fails_loudly_at_the_upload() {
     assert!(reason.starts_with("PutObject failed"), "{reason}");
     assert_eq!(item["recordingAttempts"], 1);
 }
+
+#[tokio::test]
+async fn jobs_left_unstarted_at_the_deadline_go_back_as_new_messages() {
+    let stack = stack().await;
+    let waiting = pending(&stack, 997, &stack.recordings.url("late", 1024, "")).await;
+    push(&stack, 998, "").await; // no recording: a stray job for it is done
+    let mut event = SqsEvent::default();
+    for (id, body) in [
+        ("waiting", serde_json::to_string(&waiting).unwrap()),
+        (
+            "decided",
+            r#"{"id":998,"url":"https://remote.record.nxcloud.com/a.mp3","key":"k"}"#.into(),
+        ),
+        ("unreadable", "{not json".into()),
+    ] {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.into());
+        message.body = Some(body);
+        message
+            .attributes
+            .insert("ApproximateReceiveCount".into(), "7".into());
+        event.records.push(message);
+    }
+    // Less than the 10 s margin is left: nothing may start.
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(5);
+    let response = stack.archiver.handle_batch(event, Some(deadline)).await;
+    let returned: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    // Only what is no job goes back with its receive count; the waiting job is a new message.
+    assert_eq!(returned, ["unreadable"]);
+    assert_eq!(
+        drain_bodies(&stack).await,
+        vec![serde_json::to_value(&waiting).unwrap()]
+    );
+    let record = item(&stack, 997).await.unwrap();
+    assert_eq!(record["recordingStatus"], "PENDING");
+    assert!(
+        record.get("recordingAttempts").is_none(),
+        "nothing noted against it"
+    );
+    assert_eq!(stack.recordings.total_hits(), 0, "no download started");
+}

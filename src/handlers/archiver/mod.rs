@@ -106,29 +106,14 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         for message in event.records {
             let message_id = message.message_id.clone().unwrap_or_default();
             let left = deadline.map(|d| d.duration_since(SystemTime::now()).unwrap_or_default());
-            if left.is_some_and(|left| left <= self.settings.deadline_margin) {
-                // A job whose record is already decided (a duplicate job) is done: returning
-                // it would only spend its deliveries and end it in the DLQ.
-                if self.already_decided(&message).await {
-                    continue;
-                }
-                // A slow neighbour used the invocation up. Not started, so nothing is noted
-                // against this job: it comes back on its own.
-                warn!(
-                    message_id,
-                    outcome = "not_started",
-                    "no time left in this invocation"
-                );
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
-                continue;
-            }
-            let span = tracing::info_span!("recording", message_id, id = tracing::field::Empty);
-            let disposition = self
-                .handle_message(&message, deadline)
-                .instrument(span)
-                .await;
+            let disposition = if left.is_some_and(|left| left <= self.settings.deadline_margin) {
+                self.put_back_unstarted(&message).await
+            } else {
+                let span = tracing::info_span!("recording", message_id, id = tracing::field::Empty);
+                self.handle_message(&message, deadline)
+                    .instrument(span)
+                    .await
+            };
             if disposition == Disposition::Redeliver {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message_id;
@@ -138,19 +123,37 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         response
     }
 
-    /// The job's record exists no more or is no longer PENDING (one quick read).
-    async fn already_decided(&self, message: &SqsMessage) -> bool {
+    /// A message a slow neighbour left no time for. Returned to the queue as it is, every
+    /// such return would count as a receive and could send a job that never ran to the DLQ;
+    /// so its job goes back as a new message (receive count zero) and this one is done.
+    async fn put_back_unstarted(&self, message: &SqsMessage) -> Disposition {
         let Some(Ok(job)) = message
             .body
             .as_deref()
             .map(serde_json::from_str::<RecordingJob>)
         else {
-            return false;
+            // Not a job: the queue's own count takes it to the DLQ for a person to read.
+            return Disposition::Redeliver;
         };
+        // A job whose record is already decided (a duplicate job) is simply done.
         match self.store.get(job.id).await {
-            Ok(Some(stored)) => stored.status() != Some(RecordingStatus::Pending),
-            Ok(None) => true,
-            Err(_) => false,
+            Ok(Some(stored)) if stored.status() == Some(RecordingStatus::Pending) => {}
+            Ok(_) => return Disposition::Acknowledge,
+            Err(_) => return Disposition::Redeliver,
+        }
+        match self.queue.send(&job).await {
+            Ok(()) => {
+                info!(
+                    id = job.id,
+                    outcome = "not_started",
+                    "no time left in this invocation: job queued again"
+                );
+                Disposition::Acknowledge
+            }
+            Err(e) => {
+                warn!(id = job.id, error = %ErrorChain(&e), outcome = "not_started", "no time left, and the job could not be queued again: returned");
+                Disposition::Redeliver
+            }
         }
     }
 
