@@ -133,20 +133,36 @@ pub struct PendingRecording {
     pub id: i64,
     pub url: String,
     pub key: String,
-    pub received_at_epoch: i64,
-    /// When the archiver last failed a delivery of it (Unix seconds): a job is alive then.
-    pub last_attempt_epoch: Option<i64>,
+}
+
+/// How many PENDING records the reconciler leaves alone, and how many are overdue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCounts {
+    /// Received at or before the overdue cutoff, whatever their state.
+    pub overdue: usize,
+    /// Received at or before the re-queue cutoff, with a failed delivery after it: their
+    /// job is alive, waiting out a backoff.
+    pub in_retry: usize,
 }
 
 /// The work list of the reconciler.
 pub trait PendingRecords: Send + Sync {
     /// Records still PENDING that were received at or before `received_before` (Unix
-    /// seconds) and have not used up their deliveries, oldest first, at most `limit`.
+    /// seconds), whose last failed delivery (if any) is not later than that either, and
+    /// that have not used up their deliveries: oldest first, at most `limit`. Records being
+    /// retried do not count against the limit.
     fn pending_before(
         &self,
         received_before: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<PendingRecording>, PortError>> + Send;
+    /// Counts PENDING records overdue (received at or before `overdue_before`) and in a
+    /// retry (received at or before `received_before`, a delivery failed after it).
+    fn count_pending(
+        &self,
+        overdue_before: i64,
+        received_before: i64,
+    ) -> impl Future<Output = Result<PendingCounts, PortError>> + Send;
 }
 
 /// The recording job queue.

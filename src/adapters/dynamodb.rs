@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::domain::binding::DID_INDEX;
@@ -17,8 +16,8 @@ use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
 use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
-    ArchivedRecording, BindingErrorLookup, BindingErrorStore, PendingRecording, PendingRecords,
-    PortError, PutOutcome, RecordLookup, RecordStore,
+    ArchivedRecording, BindingErrorLookup, BindingErrorStore, PendingCounts, PendingRecording,
+    PendingRecords, PortError, PutOutcome, RecordLookup, RecordStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -290,36 +289,74 @@ impl RecordLookup for DynamoRecordStore {
     }
 }
 
+impl DynamoRecordStore {
+    /// A query of the sparse pending index: PENDING records received at or before `before`.
+    fn pending_query(
+        &self,
+        before: i64,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(PENDING_INDEX)
+            .key_condition_expression("#pending = :pending AND receivedAtEpoch <= :before")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
+            .expression_attribute_values(":before", AttributeValue::N(before.to_string()))
+    }
+
+    /// Counts the matches of a query, page by page (COUNT reads no attributes).
+    async fn count(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<usize, PortError> {
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
+            count += page.count.max(0) as usize;
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(count),
+            }
+        }
+    }
+}
+
 impl PendingRecords for DynamoRecordStore {
     async fn pending_before(
         &self,
         received_before: i64,
         limit: usize,
     ) -> Result<Vec<PendingRecording>, PortError> {
+        let cutoff = OffsetDateTime::from_unix_timestamp(received_before)
+            .map(format_time)
+            .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
         let mut found = Vec::new();
         let mut start = None;
         while found.len() < limit {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(PENDING_INDEX)
-                .key_condition_expression("#pending = :pending AND receivedAtEpoch <= :before")
+                .pending_query(received_before)
                 // Records whose job used up its deliveries sit in the DLQ for a person to
-                // look at: re-queuing them every run would only pile up copies there.
+                // look at: re-queuing them every run would only pile up copies there. A
+                // record with a failed delivery after the cutoff has a live job in its
+                // backoff: a copy would double its deliveries. Filtered here, so neither
+                // counts against the limit.
                 .filter_expression(
-                    "attribute_not_exists(recordingAttempts) OR recordingAttempts < :exhausted",
+                    "(attribute_not_exists(recordingAttempts) OR recordingAttempts < :exhausted) \
+                     AND (attribute_not_exists(lastAttemptAt) OR lastAttemptAt <= :cutoff)",
                 )
                 .expression_attribute_values(
                     ":exhausted",
                     AttributeValue::N(MAX_DELIVERIES.to_string()),
                 )
-                .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
-                .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
-                .expression_attribute_values(
-                    ":before",
-                    AttributeValue::N(received_before.to_string()),
-                )
+                .expression_attribute_values(":cutoff", s(&cutoff))
                 .scan_index_forward(true)
                 .limit((limit - found.len()).min(1000) as i32)
                 .set_exclusive_start_key(start.take())
@@ -327,11 +364,6 @@ impl PendingRecords for DynamoRecordStore {
                 .await
                 .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
             for item in page.items.unwrap_or_default() {
-                let last_attempt_epoch = item
-                    .get("lastAttemptAt")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-                    .map(OffsetDateTime::unix_timestamp);
                 let record: StoredRecord = serde_dynamo::from_item(item)
                     .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
                 // The index projects the URL and key; a record without them has nothing to fetch.
@@ -340,8 +372,6 @@ impl PendingRecords for DynamoRecordStore {
                         id: record.id,
                         url,
                         key,
-                        received_at_epoch: record.received_at_epoch.unwrap_or_default(),
-                        last_attempt_epoch,
                     });
                 }
             }
@@ -352,6 +382,25 @@ impl PendingRecords for DynamoRecordStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+
+    async fn count_pending(
+        &self,
+        overdue_before: i64,
+        received_before: i64,
+    ) -> Result<PendingCounts, PortError> {
+        let cutoff = OffsetDateTime::from_unix_timestamp(received_before)
+            .map(format_time)
+            .map_err(|e| PortError::new("Query(pendingRecordings)", e))?;
+        let overdue = self.count(self.pending_query(overdue_before)).await?;
+        let in_retry = self
+            .count(
+                self.pending_query(received_before)
+                    .filter_expression("lastAttemptAt > :cutoff")
+                    .expression_attribute_values(":cutoff", s(&cutoff)),
+            )
+            .await?;
+        Ok(PendingCounts { overdue, in_retry })
     }
 }
 

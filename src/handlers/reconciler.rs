@@ -57,21 +57,19 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
         let now = now.unix_timestamp();
         let cutoff = now - self.settings.requeue_after.as_secs() as i64;
         let overdue_cutoff = now - self.settings.overdue_after.as_secs() as i64;
+        // Records the archiver is retrying are left out here (their job is alive), so they
+        // never use up the run's limit.
         let waiting = self
             .pending
             .pending_before(cutoff, self.settings.max_per_run)
             .await?;
-        let mut report = ReconcileReport::default();
+        let counts = self.pending.count_pending(overdue_cutoff, cutoff).await?;
+        let mut report = ReconcileReport {
+            overdue: counts.overdue,
+            in_retry: counts.in_retry,
+            ..ReconcileReport::default()
+        };
         for record in waiting {
-            if record.received_at_epoch <= overdue_cutoff {
-                report.overdue += 1;
-            }
-            // The archiver failed a delivery of it lately: its job is alive, waiting out a
-            // backoff. Another copy would only double the deliveries and use up its attempts.
-            if record.last_attempt_epoch.is_some_and(|t| t > cutoff) {
-                report.in_retry += 1;
-                continue;
-            }
             let job = RecordingJob {
                 id: record.id,
                 url: record.url,

@@ -229,3 +229,47 @@ async fn records_the_archiver_is_retrying_get_no_second_job() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0]["id"], 32);
 }
+
+#[tokio::test]
+async fn records_being_retried_do_not_use_up_the_runs_limit() {
+    let stack = LocalStack::start(options(Duration::from_secs(600), 2))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    // The three oldest are being retried (a delivery failed just now); two lost jobs after.
+    for (id, age_hours) in [(41, 5), (42, 4), (43, 3), (44, 2), (45, 1)] {
+        let received = now - time::Duration::hours(age_hours);
+        orphan(
+            &stack,
+            id,
+            &stack.recordings.url(&format!("r{id}"), 100, ""),
+            received,
+        )
+        .await;
+    }
+    for id in [41, 42, 43] {
+        stack
+            .archiver
+            .store
+            .note_attempt(id, "HTTP 503")
+            .await
+            .unwrap();
+    }
+    let report = stack.reconciler.run(now).await.unwrap();
+    assert_eq!(
+        report,
+        ReconcileReport {
+            requeued: 2,
+            overdue: 5,
+            in_retry: 3,
+            failed: 0
+        }
+    );
+    let mut ids: Vec<i64> = drain_bodies(&stack)
+        .await
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![44, 45]);
+}
