@@ -37,8 +37,8 @@ impl PortError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
     Created,
-    /// The id was already stored; this is the stored item as it was.
-    Duplicate(StoredRecord),
+    /// The id was already stored; this is the stored item as it was (boxed: the rare case).
+    Duplicate(Box<StoredRecord>),
     /// The store refuses the item as invalid, and would on every retry (DynamoDB's
     /// ValidationException): the body must be kept elsewhere, not retried.
     Refused(String),
@@ -51,6 +51,17 @@ pub struct ArchivedRecording {
     pub bytes: u64,
     pub sha256: String,
     pub content_type: String,
+}
+
+/// What a multipart copy completes with, noted on the record before it completes: crash
+/// recovery adopts an object whose ETag matches without downloading it again (a multipart
+/// object's metadata, fixed when the upload starts, cannot hold the digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyChecksum {
+    pub sha256: String,
+    pub bytes: u64,
+    /// The ETag the completed object will carry, quotes left out.
+    pub etag: String,
 }
 
 /// The call record table.
@@ -78,6 +89,12 @@ pub trait RecordStore: Send + Sync {
         &self,
         id: i64,
         reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// Notes on a PENDING record what the multipart copy about to complete holds.
+    fn note_copy(
+        &self,
+        id: i64,
+        copy: &CopyChecksum,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Puts a record's recording back to PENDING under `key`, provided the record still
     /// holds `url` and has no other key. `false`: the record changed (or does not exist).
@@ -201,6 +218,8 @@ pub struct ObjectInfo {
     pub size: u64,
     /// The SHA-256 the object was stored with (single-part recordings carry it).
     pub sha256: Option<String>,
+    /// The object's ETag, quotes left out.
+    pub etag: Option<String>,
 }
 
 /// One uploaded part of a multipart upload.

@@ -214,6 +214,10 @@ pub struct StoredRecord {
     pub received_at_epoch: Option<i64>,
     pub recording_attempts: Option<u32>,
     pub start_at: Option<i64>,
+    /// Noted before a multipart copy completed: its digest, size and the object's ETag.
+    pub copy_sha256: Option<String>,
+    pub copy_bytes: Option<u64>,
+    pub copy_etag: Option<String>,
 }
 
 impl StoredRecord {

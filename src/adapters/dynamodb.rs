@@ -16,8 +16,8 @@ use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
 use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
-    ArchivedRecording, BindingErrorLookup, BindingErrorStore, PendingCounts, PendingRecording,
-    PendingRecords, PortError, PutOutcome, RecordLookup, RecordStore,
+    ArchivedRecording, BindingErrorLookup, BindingErrorStore, CopyChecksum, PendingCounts,
+    PendingRecording, PendingRecords, PortError, PutOutcome, RecordLookup, RecordStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -132,7 +132,7 @@ async fn put_if_absent(
                 let old = failed.item.unwrap_or_default();
                 let stored =
                     serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
-                Ok(PutOutcome::Duplicate(stored))
+                Ok(PutOutcome::Duplicate(Box::new(stored)))
             }
             other if other.code() == Some("ValidationException") => Ok(PutOutcome::Refused(
                 other.message().unwrap_or("ValidationException").to_owned(),
@@ -221,6 +221,22 @@ impl RecordStore for DynamoRecordStore {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()));
         self.update("UpdateItem(attempt)", request).await.map(drop)
+    }
+
+    async fn note_copy(&self, id: i64, copy: &CopyChecksum) -> Result<(), PortError> {
+        // A record decided meanwhile (another delivery archived it) needs no note.
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", Self::key(id))
+            .update_expression("SET copySha256 = :sha, copyBytes = :bytes, copyEtag = :etag")
+            .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
+            .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
+            .expression_attribute_values(":sha", s(&copy.sha256))
+            .expression_attribute_values(":bytes", AttributeValue::N(copy.bytes.to_string()))
+            .expression_attribute_values(":etag", s(&copy.etag));
+        self.update("UpdateItem(copy)", request).await.map(drop)
     }
 
     async fn reset_to_pending(&self, id: i64, url: &str, key: &str) -> Result<bool, PortError> {

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, BindingErrorStore, JobQueue, ObjectInfo, ObjectMeta, ObjectStore,
-    PartStream, PortError, PutOutcome, RecordLookup, RecordStore, UploadedPart,
+    ArchivedRecording, BindingErrorStore, CopyChecksum, JobQueue, ObjectInfo, ObjectMeta,
+    ObjectStore, PartStream, PortError, PutOutcome, RecordLookup, RecordStore, UploadedPart,
 };
 
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
@@ -79,7 +79,7 @@ impl RecordStore for MemoryRecordStore {
             .ok_or_else(|| PortError::new("PutItem", "no id"))?;
         let mut items = self.items.lock().expect("not poisoned");
         if let Some(old) = items.get(&id) {
-            return Ok(PutOutcome::Duplicate(Self::stored(old)));
+            return Ok(PutOutcome::Duplicate(Box::new(Self::stored(old))));
         }
         items.insert(id, item);
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -121,6 +121,15 @@ impl RecordStore for MemoryRecordStore {
     async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
         self.update(id, true, |item| {
             item.insert("recordingError", reason.into());
+        })
+        .map(drop)
+    }
+
+    async fn note_copy(&self, id: i64, copy: &CopyChecksum) -> Result<(), PortError> {
+        self.update(id, true, |item| {
+            item.insert("copySha256", copy.sha256.clone().into());
+            item.insert("copyBytes", copy.bytes.into());
+            item.insert("copyEtag", copy.etag.clone().into());
         })
         .map(drop)
     }
@@ -188,7 +197,9 @@ impl BindingErrorStore for MemoryBindingErrorStore {
             .to_owned();
         let mut items = self.items.lock().expect("not poisoned");
         if let Some(old) = items.get(&request_id) {
-            return Ok(PutOutcome::Duplicate(MemoryRecordStore::stored(old)));
+            return Ok(PutOutcome::Duplicate(Box::new(MemoryRecordStore::stored(
+                old,
+            ))));
         }
         items.insert(request_id, item);
         Ok(PutOutcome::Created)
@@ -250,6 +261,7 @@ impl ObjectStore for MemoryObjectStore {
             .map(|(body, meta)| ObjectInfo {
                 size: body.len() as u64,
                 sha256: meta.sha256.clone(),
+                etag: None,
             }))
     }
 

@@ -172,6 +172,7 @@ impl ObjectStore for S3ObjectStore {
         {
             Ok(out) => Ok(Some(ObjectInfo {
                 size: out.content_length.unwrap_or_default().max(0) as u64,
+                etag: out.e_tag.map(|e| e.trim_matches('"').to_owned()),
                 sha256: out.metadata.and_then(|mut m| m.remove(SHA256_METADATA)),
             })),
             Err(SdkError::ServiceError(e)) if matches!(e.err(), HeadObjectError::NotFound(_)) => {

@@ -713,3 +713,40 @@ async fn jobs_left_unstarted_at_the_deadline_go_back_as_new_messages() {
     );
     assert_eq!(stack.recordings.total_hits(), 0, "no download started");
 }
+
+#[tokio::test]
+async fn a_multipart_object_left_by_a_crash_is_adopted_without_downloading() {
+    let stack = stack().await;
+    let size = 9 * MIB;
+    let url = stack.recordings.url("parts", size, "seed=5");
+    let job = pending(&stack, 999, &url).await;
+    let expected = SampleRecording::new(5, size).sha256();
+    let first = stack.archiver.archive(&job, None).await;
+    assert_eq!(
+        first,
+        Outcome::Archived {
+            bytes: size,
+            sha256: expected.clone()
+        }
+    );
+    assert_eq!(stack.recordings.total_hits(), 1);
+    let noted = item(&stack, 999).await.unwrap();
+    assert_eq!(noted["copySha256"], expected.as_str(), "{noted}");
+    assert!(
+        noted["copyEtag"].as_str().unwrap().ends_with("-2"),
+        "two parts"
+    );
+    // The state a crash between the completion and the record's update leaves: the object
+    // is there, the record PENDING (as pnsctl rearchive also leaves it).
+    let records = DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table);
+    assert!(records.reset_to_pending(999, &url, &job.key).await.unwrap());
+    let again = stack.archiver.archive(&job, None).await;
+    assert_eq!(
+        again,
+        Outcome::Archived {
+            bytes: size,
+            sha256: expected
+        }
+    );
+    assert_eq!(stack.recordings.total_hits(), 1, "not downloaded again");
+}

@@ -4,6 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use md5::Md5;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
@@ -11,8 +12,8 @@ use super::audio::{check_content_type, sniff_audio, NotAudio};
 use super::Archiver;
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, ByteStream, Download, FetchError, JobQueue, ObjectMeta, ObjectStore,
-    PortError, RecordStore, RecordingSource, UploadedPart,
+    ArchivedRecording, ByteStream, CopyChecksum, Download, FetchError, JobQueue, ObjectMeta,
+    ObjectStore, PortError, RecordStore, RecordingSource, UploadedPart,
 };
 
 /// Why a copy did not finish.
@@ -83,10 +84,14 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             // Known and larger than a part: each part streams straight through, so memory
             // does not depend on the recording's size.
             Some(length) if length > part_size => {
-                self.copy_streamed(&mut copy, key, length, &meta).await?
+                self.copy_streamed(job.id, &mut copy, key, length, &meta)
+                    .await?
             }
             // Unknown length (chunked) or one part: buffer at most one part at a time.
-            _ => self.copy_buffered(&mut copy, key, &mut meta).await?,
+            _ => {
+                self.copy_buffered(job.id, &mut copy, key, &mut meta)
+                    .await?
+            }
         }
         Ok(ArchivedRecording {
             key: key.to_owned(),
@@ -98,6 +103,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
 
     async fn copy_streamed(
         &self,
+        id: i64,
         copy: &mut Copy,
         key: &str,
         length: u64,
@@ -130,10 +136,8 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
                     "body is longer than its Content-Length".into(),
                 )));
             }
-            self.objects
-                .complete_multipart(key, &upload_id, &parts)
-                .await?;
-            Ok(())
+            self.complete(id, copy.so_far(), key, &upload_id, &parts)
+                .await
         }
         .await;
         if result.is_err() {
@@ -144,6 +148,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
 
     async fn copy_buffered(
         &self,
+        id: i64,
         copy: &mut Copy,
         key: &str,
         meta: &mut ObjectMeta,
@@ -172,7 +177,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
                 // One part: a single PutObject, which can carry the checksum in its metadata
                 // (a crashed delivery's object is then adopted without downloading again).
                 None => {
-                    meta.sha256 = Some(hex::encode(copy.hasher.clone().finalize()));
+                    meta.sha256 = Some(copy.so_far().0);
                     self.objects.put(key, buffer.split().freeze(), meta).await?;
                 }
                 Some((upload_id, parts)) => {
@@ -184,8 +189,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
                                 .await?,
                         );
                     }
-                    self.objects
-                        .complete_multipart(key, upload_id, parts)
+                    self.complete(id, copy.so_far(), key, upload_id, parts)
                         .await?;
                 }
             }
@@ -196,6 +200,30 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             self.abort(key, upload_id).await;
         }
         result
+    }
+
+    /// Completes a multipart copy, first noting on the record what it holds, so a crash
+    /// after the completion leaves an object the next delivery adopts without downloading.
+    async fn complete(
+        &self,
+        id: i64,
+        (sha256, bytes): (String, u64),
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), CopyError> {
+        if let Some(etag) = multipart_etag(parts) {
+            let checksum = CopyChecksum {
+                sha256,
+                bytes,
+                etag,
+            };
+            self.store.note_copy(id, &checksum).await?;
+        }
+        self.objects
+            .complete_multipart(key, upload_id, parts)
+            .await?;
+        Ok(())
     }
 
     async fn abort(&self, key: &str, upload_id: &str) {
@@ -241,6 +269,11 @@ struct Copy {
 }
 
 impl Copy {
+    /// The digest (hex) and size of what was handed on so far.
+    fn so_far(&self) -> (String, u64) {
+        (hex::encode(self.hasher.clone().finalize()), self.total)
+    }
+
     /// The next bytes read (first any carried over), `None` at the end of the body.
     async fn next_raw(&mut self) -> Result<Option<Bytes>, CopyError> {
         if !self.carry.is_empty() {
@@ -311,5 +344,45 @@ impl Copy {
             }
         }
         Ok(())
+    }
+}
+
+/// The ETag S3 gives a completed multipart object: the MD5 of its parts' MD5s, a dash, and
+/// their count. `None` when a part's ETag is no MD5 (as in an SSE-KMS bucket).
+pub(super) fn multipart_etag(parts: &[UploadedPart]) -> Option<String> {
+    let mut md5 = Md5::new();
+    for part in parts {
+        let digest = hex::decode(part.etag.trim_matches('"')).ok()?;
+        if digest.len() != 16 {
+            return None;
+        }
+        md5.update(&digest);
+    }
+    Some(format!("{}-{}", hex::encode(md5.finalize()), parts.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_multipart_etag_is_s3s() {
+        // Two parts, "a" and "b": their MD5s, then the MD5 of both digests.
+        let part = |number, body: &[u8]| UploadedPart {
+            number,
+            etag: format!("\"{}\"", hex::encode(Md5::digest(body))),
+        };
+        let mut both = Md5::digest(b"a").to_vec();
+        both.extend(Md5::digest(b"b"));
+        let expected = format!("{}-2", hex::encode(Md5::digest(&both)));
+        assert_eq!(
+            multipart_etag(&[part(1, b"a"), part(2, b"b")]),
+            Some(expected)
+        );
+        let kms = UploadedPart {
+            number: 1,
+            etag: "not-an-md5".into(),
+        };
+        assert_eq!(multipart_etag(&[kms]), None);
     }
 }

@@ -300,18 +300,28 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             .unwrap_or_else(|| job.key.clone());
         let received_at = stored.received_at_epoch.unwrap_or_default();
 
-        // A previous delivery may have stored the object and stopped before marking the record.
+        // A previous delivery may have stored the object and stopped before marking the
+        // record: a single-part object carries its digest, a multipart one is the copy the
+        // record noted when its ETag and size match.
         match self.objects.head(&key).await {
-            Ok(Some(info)) if info.sha256.is_some() => {
-                let archived = ArchivedRecording {
-                    key: key.clone(),
-                    bytes: info.size,
-                    sha256: info.sha256.unwrap_or_default(),
-                    content_type: audio::content_type_for(&key).into(),
-                };
-                return self.mark_archived(job.id, archived).await;
+            Ok(Some(info)) => {
+                let noted = info.etag.is_some()
+                    && info.etag == stored.copy_etag
+                    && Some(info.size) == stored.copy_bytes;
+                let digest = info
+                    .sha256
+                    .or_else(|| noted.then(|| stored.copy_sha256.clone()).flatten());
+                if let Some(sha256) = digest {
+                    let archived = ArchivedRecording {
+                        key: key.clone(),
+                        bytes: info.size,
+                        sha256,
+                        content_type: audio::content_type_for(&key).into(),
+                    };
+                    return self.mark_archived(job.id, archived).await;
+                }
             }
-            Ok(_) => {}
+            Ok(None) => {}
             Err(e) => return Outcome::Retry(ErrorChain(&e).to_string()),
         }
 

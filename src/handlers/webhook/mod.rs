@@ -237,7 +237,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                     call_id: &call_id,
                     payload_sha256: &payload_sha256,
                 };
-                self.duplicate(body, push, stored, received_at).await
+                self.duplicate(body, push, *stored, received_at).await
             }
         }
     }
