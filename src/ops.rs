@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::domain::recording::{recording_key, RecordingJob};
-use crate::ports::{DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore};
+use crate::ports::{
+    BindingErrorLookup, DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore,
+};
 use crate::telemetry::ErrorChain;
 
 /// How long a replayed push may take before we give up on the endpoint.
@@ -22,6 +24,8 @@ pub const DEFAULT_REDRIVE_MAX: usize = 1000;
 pub enum OpsError {
     #[error("record {0} not found")]
     NotFound(i64),
+    #[error("binding error {0} not found")]
+    BindingErrorNotFound(String),
     #[error("record {0} has no recording to archive")]
     NoRecording(i64),
     #[error("record {0} changed while it was being re-archived; run the command again")]
@@ -170,6 +174,30 @@ pub async fn show_call(
     call_id: &str,
 ) -> Result<Vec<Map<String, Value>>> {
     Ok(records.by_call_id(call_id).await?)
+}
+
+/// The stored binding error with NXCLOUD `requestId` `request_id`.
+pub async fn show_binding_error(
+    errors: &impl BindingErrorLookup,
+    request_id: &str,
+) -> Result<Map<String, Value>> {
+    errors
+        .item(request_id)
+        .await?
+        .ok_or_else(|| OpsError::BindingErrorNotFound(request_id.to_owned()))
+}
+
+/// The binding errors of a masked number (DID), oldest first; with `day`, that UTC day's.
+pub async fn binding_errors(
+    errors: &impl BindingErrorLookup,
+    did: &str,
+    day: Option<time::Date>,
+) -> Result<Vec<Map<String, Value>>> {
+    let day = day.map(|d| {
+        let (year, month, day) = (d.year(), u8::from(d.month()), d.day());
+        format!("{year:04}-{month:02}-{day:02}")
+    });
+    Ok(errors.by_did(did, day.as_deref()).await?)
 }
 
 /// POSTs a saved push body to `endpoint` (the webhook URL with its `?token=`), as NXCLOUD

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
 use pns_cdr::adapters::aws::AwsClients;
-use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::OpsConfig;
@@ -22,9 +22,12 @@ use serde_json::Value;
        pnsctl rearchive <id>
        pnsctl show <id>
        pnsctl show-call <callId>
+       pnsctl binding-error <requestId>
+       pnsctl binding-errors --did <did> [--day YYYY-MM-DD]
        pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)",
-    after_help = "Environment: PNS_TABLE_NAME, PNS_QUEUE_URL and PNS_DLQ_URL (or PNS_QUEUE_NAME), \
-PNS_BUCKET_NAME, AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)"
+    after_help = "Environment: PNS_TABLE_NAME, PNS_BINDING_ERRORS_TABLE, PNS_QUEUE_URL and \
+PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME, AWS_ENDPOINT_URL (the local stack's \
+emulator: http://127.0.0.1:4566)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -53,6 +56,20 @@ enum Command {
     ShowCall {
         /// NXCLOUD's callId.
         call_id: String,
+    },
+    /// Print a binding error (a call to a masked number without a binding) as JSON.
+    BindingError {
+        /// NXCLOUD's requestId.
+        request_id: String,
+    },
+    /// Print the binding errors of a masked number as a JSON array, oldest first.
+    BindingErrors {
+        /// The masked number (DID) dialled.
+        #[arg(long)]
+        did: String,
+        /// Only this UTC day's.
+        #[arg(long, value_parser = parse_day)]
+        day: Option<time::Date>,
     },
     /// POST a saved push body to the webhook, as NXCLOUD would, and print the answer.
     Replay {
@@ -106,6 +123,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// A day, `YYYY-MM-DD`.
+fn parse_day(text: &str) -> Result<time::Date, time::error::Parse> {
+    time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+}
+
 /// Runs one verb; returns what to print.
 async fn run(command: Command) -> anyhow::Result<String> {
     let config = OpsConfig::from_lookup(|name| std::env::var(name).ok());
@@ -138,6 +163,25 @@ async fn run(command: Command) -> anyhow::Result<String> {
         Command::Show { id } => format!("{:#}", Value::Object(ops::show(&records, id).await?)),
         Command::ShowCall { call_id } => {
             let items = ops::show_call(&records, &call_id).await?;
+            format!(
+                "{:#}",
+                Value::from_iter(items.into_iter().map(Value::Object))
+            )
+        }
+        Command::BindingError { request_id } => {
+            let errors = DynamoBindingErrorStore::new(
+                clients.dynamodb.clone(),
+                &config.binding_errors_table,
+            );
+            let item = ops::show_binding_error(&errors, &request_id).await?;
+            format!("{:#}", Value::Object(item))
+        }
+        Command::BindingErrors { did, day } => {
+            let errors = DynamoBindingErrorStore::new(
+                clients.dynamodb.clone(),
+                &config.binding_errors_table,
+            );
+            let items = ops::binding_errors(&errors, &did, day).await?;
             format!(
                 "{:#}",
                 Value::from_iter(items.into_iter().map(Value::Object))

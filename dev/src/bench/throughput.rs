@@ -89,6 +89,8 @@ pub async fn measure(
         conflict_share: 0.0,
         recording_share: 0.6,
         recording_sizes: vec![4 * 1024],
+        // The floor replays call records only (PutItem + SendMessage).
+        binding_error_share: 0.0,
         seed: 11,
     };
     let records = sim::plan(&workload, Some(&stack.recordings));

@@ -40,8 +40,15 @@ pub fn print_banner(stack: &LocalStack) {
         "  webhook      POST {}?token={LOCAL_TOKEN}",
         stack.webhook_url
     );
+    println!(
+        "               POST {}?token={LOCAL_TOKEN}",
+        stack.binding_error_url
+    );
     println!("  AWS emulator {}", stack.endpoint);
-    println!("  table        {}", stack.names.table);
+    println!(
+        "  tables       {}, {}",
+        stack.names.table, stack.names.binding_errors_table
+    );
     println!(
         "  queue        {} (dead letters: {})",
         stack.names.queue, stack.names.dead_letter_queue
@@ -83,29 +90,56 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
     let mut answered: Value = serde_json::from_str(&answered)?;
     answered["recordFile"] = stack.recordings.url("demo-45", 250_000, "").into();
     let answered = answered.to_string();
+    let binding_error = event_body("push-binding-error.json")?.0;
+    let (calls, bindings) = (&stack.webhook_url, &stack.binding_error_url);
     let pushes = [
         (
             "answered call with recording",
+            calls,
             answered.clone(),
             query.clone(),
         ),
         (
             "unanswered call",
+            calls,
             event_body("push-unanswered.json")?.0,
             query.clone(),
         ),
-        ("the same push again (duplicate)", answered, query.clone()),
-        ("invalid body", event_body("push-invalid.json")?.0, query),
+        (
+            "the same push again (duplicate)",
+            calls,
+            answered,
+            query.clone(),
+        ),
+        (
+            "binding error (unbound call)",
+            bindings,
+            binding_error.clone(),
+            query.clone(),
+        ),
+        (
+            "the same, to the call-result URL",
+            calls,
+            binding_error,
+            query.clone(),
+        ),
+        (
+            "invalid body",
+            calls,
+            event_body("push-invalid.json")?.0,
+            query,
+        ),
         (
             "wrong token",
+            calls,
             event_body("push-wrong-token.json")?.0,
             event_body("push-wrong-token.json")?.1,
         ),
     ];
     println!("\n== pushes");
-    for (what, body, query) in pushes {
+    for (what, url, body, query) in pushes {
         let response = http
-            .post(format!("{}?{query}", stack.webhook_url))
+            .post(format!("{url}?{query}"))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -131,6 +165,27 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
         println!(
             "id={} callId={} status={} answered={} recordingStatus={} recordingKey={} recordingSha256={}",
             pick("id"), pick("callId"), pick("callStatusText"), pick("answered"), pick("recordingStatus"), pick("recordingKey"), pick("recordingSha256")
+        );
+    }
+    println!("\n== DynamoDB table {}", stack.names.binding_errors_table);
+    let scan = stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(&stack.names.binding_errors_table)
+        .send()
+        .await?;
+    for item in scan.items.unwrap_or_default() {
+        let item: Value = serde_dynamo::from_item(item)?;
+        let pick = |k: &str| item.get(k).cloned().unwrap_or(Value::Null);
+        println!(
+            "requestId={} code={} msg={} action={} occurrenceTime={} occurredAt={}",
+            pick("requestId"),
+            pick("code"),
+            pick("msg"),
+            pick("action"),
+            pick("occurrenceTime"),
+            pick("occurredAt")
         );
     }
     println!("\n== SQS");

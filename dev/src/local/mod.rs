@@ -305,6 +305,7 @@ impl LocalStack {
         crate::sim::Target {
             clients: self.clients.clone(),
             table: self.names.table.clone(),
+            binding_errors_table: self.names.binding_errors_table.clone(),
             queue_url: self.queues.queue_url.clone(),
             dead_letter_queue_url: self.queues.dead_letter_queue_url.clone(),
             bucket: self.names.bucket.clone(),

@@ -58,6 +58,7 @@ pub enum SimError {
 pub struct Target {
     pub clients: AwsClients,
     pub table: String,
+    pub binding_errors_table: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
     pub bucket: String,
@@ -71,6 +72,7 @@ impl Target {
             queue_url: queue_url(&clients.sqs, &config.queue).await?,
             dead_letter_queue_url: queue_url(&clients.sqs, &config.dead_letter_queue).await?,
             table: config.table.clone(),
+            binding_errors_table: config.binding_errors_table.clone(),
             bucket: config.bucket.clone(),
             clients,
         })
@@ -108,6 +110,12 @@ pub struct SimulateArgs {
     /// Share of answered calls with a recording.
     #[arg(long, default_value_t = 0.6)]
     pub recordings: f64,
+    /// Binding-error pushes (unbound calls) besides, as a share of the records.
+    #[arg(long, default_value_t = 0.0)]
+    pub binding_errors: f64,
+    /// Where to send binding errors, token included (default: --url, as with one URL).
+    #[arg(long)]
+    pub binding_error_url: Option<String>,
     /// Recording sizes, used in turn (e.g. 48KiB,10MiB).
     #[arg(long, value_delimiter = ',', default_value = "48KiB")]
     pub recording_size: Vec<ByteSize>,
@@ -161,6 +169,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             ("--duplicates", args.duplicates),
             ("--conflicts", args.conflicts),
             ("--recordings", args.recordings),
+            ("--binding-errors", args.binding_errors),
         ] {
             if !(share.is_finite() && share >= 0.0) {
                 return Err(SimError::Settings(format!(
@@ -194,9 +203,11 @@ impl TryFrom<SimulateArgs> for Simulation {
                 args.recordings
             },
             recording_sizes: args.recording_size.iter().map(|s| s.as_u64()).collect(),
+            binding_error_share: args.binding_errors,
             seed: args.seed,
         };
         let mut delivery = Delivery::new(args.url);
+        delivery.binding_error_url = args.binding_error_url;
         delivery.concurrency = args.concurrency;
         delivery.rate = args.rate;
         delivery.retry_interval = args.retry_interval.into();

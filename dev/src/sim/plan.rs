@@ -23,10 +23,13 @@ pub struct PlannedRecording {
     pub expect: Expect,
 }
 
-/// One call record of the plan.
+/// One push of the plan: a call record, or (with `request_id`) a binding error.
 #[derive(Debug, Clone)]
 pub struct PlannedRecord {
+    /// The call record's id; for a binding error, its place in the plan.
     pub id: i64,
+    /// A binding error's `requestId`: where it is stored.
+    pub request_id: Option<String>,
     pub body: String,
     pub recording: Option<PlannedRecording>,
     /// Extra exact copies of `body` to send.
@@ -48,6 +51,8 @@ pub struct Workload {
     pub recording_share: f64,
     /// Recording sizes, used in turn.
     pub recording_sizes: Vec<u64>,
+    /// Binding-error pushes (unbound calls), as a share of `count`, sent besides.
+    pub binding_error_share: f64,
     pub seed: u64,
 }
 
@@ -60,6 +65,7 @@ impl Default for Workload {
             conflict_share: 0.02,
             recording_share: 0.6,
             recording_sizes: vec![48 * 1024],
+            binding_error_share: 0.0,
             seed: 1,
         }
     }
@@ -148,6 +154,27 @@ pub fn push_body(id: i64, recording_url: Option<&str>, rng: &mut Rng) -> String 
     body.to_string()
 }
 
+/// A binding-error push: a caller dialled one of the fictional masked numbers unbound.
+pub fn binding_error_body(request_id: &str, rng: &mut Rng) -> String {
+    let number = |rng: &mut Rng| format!("852555{:05}", rng.u32(0..100_000));
+    let (code, msg) = [
+        (10013, "binding not exist"),
+        (10001, "empty binding number"),
+    ][usize::from(rng.u8(0..10) == 0)];
+    let (day, hour, minute, second) = (rng.u8(1..29), rng.u8(0..24), rng.u8(0..60), rng.u8(0..60));
+    json!({
+        "code": code,
+        "msg": msg,
+        "requestId": request_id,
+        "data": {
+            "action": "queryAXB",
+            "requestParams": {"caller": number(rng), "did": number(rng)},
+            "occurrenceTime": format!("2026-03-{day:02} {hour:02}:{minute:02}:{second:02}"),
+        }
+    })
+    .to_string()
+}
+
 /// The plan of a workload.
 pub fn plan(workload: &Workload, host: Option<&dyn RecordingHost>) -> Vec<PlannedRecord> {
     let mut rng = Rng::with_seed(workload.seed);
@@ -173,6 +200,7 @@ pub fn plan(workload: &Workload, host: Option<&dyn RecordingHost>) -> Vec<Planne
             });
             PlannedRecord {
                 id,
+                request_id: None,
                 body,
                 recording,
                 duplicates: 0,
@@ -180,6 +208,26 @@ pub fn plan(workload: &Workload, host: Option<&dyn RecordingHost>) -> Vec<Planne
             }
         })
         .collect();
+    let binding_errors = (workload.count as f64 * workload.binding_error_share).round() as usize;
+    for n in 0..binding_errors {
+        // Ids after the call records', request ids from the same clock-based range.
+        let id = workload.first_id + (workload.count + n) as i64;
+        let request_id = (1_640_920_940_635_000_000 + id).to_string();
+        let body = binding_error_body(&request_id, &mut rng);
+        let conflict = (rng.f64() < workload.conflict_share).then(|| {
+            let mut changed: Value = serde_json::from_str(&body).expect("generated JSON");
+            changed["msg"] = "binding not exist (again)".into();
+            changed.to_string()
+        });
+        records.push(PlannedRecord {
+            id,
+            request_id: Some(request_id),
+            body,
+            recording: None,
+            duplicates: 0,
+            conflict,
+        });
+    }
     let extra = (workload.count as f64 * workload.duplicate_share).round() as usize;
     for _ in 0..extra {
         let i = rng.usize(0..records.len());
@@ -218,5 +266,25 @@ mod tests {
         // The same seed replays the same plan.
         let again = plan(&workload, None);
         assert!(records.iter().zip(&again).all(|(a, b)| a.body == b.body));
+    }
+
+    #[test]
+    fn binding_errors_are_planned_beside_the_call_records() {
+        let workload = Workload {
+            count: 100,
+            binding_error_share: 0.1,
+            recording_share: 0.0,
+            ..Workload::default()
+        };
+        let records = plan(&workload, None);
+        let bindings: Vec<&PlannedRecord> =
+            records.iter().filter(|r| r.request_id.is_some()).collect();
+        assert_eq!((records.len(), bindings.len()), (110, 10));
+        for record in bindings {
+            let parsed =
+                pns_cdr::domain::binding::BindingError::parse(record.body.as_bytes()).unwrap();
+            assert_eq!(Some(&parsed.error.request_id), record.request_id.as_ref());
+            assert!(parsed.error.occurred_at(time::UtcOffset::UTC).is_some());
+        }
     }
 }

@@ -22,6 +22,9 @@ pub const NXCLOUD_RETRY_WINDOW: Duration = Duration::from_secs(3600);
 pub struct Delivery {
     /// The webhook URL, token included.
     pub url: String,
+    /// Where binding errors go (token included); `None`: to `url` as well, as NXCLOUD does
+    /// for a customer who gave it one URL.
+    pub binding_error_url: Option<String>,
     pub concurrency: usize,
     /// Pushes per second across all workers; `None`: as fast as answers come.
     pub rate: Option<f64>,
@@ -36,12 +39,20 @@ impl Delivery {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            binding_error_url: None,
             concurrency: 8,
             rate: None,
             retry_interval: NXCLOUD_RETRY_INTERVAL,
             retry_window: NXCLOUD_RETRY_WINDOW,
             request_timeout: Duration::from_secs(30),
             seed: 1,
+        }
+    }
+
+    fn url_for(&self, record: &PlannedRecord) -> Arc<str> {
+        match (&record.request_id, &self.binding_error_url) {
+            (Some(_), Some(url)) => url.as_str().into(),
+            _ => self.url.as_str().into(),
         }
     }
 
@@ -56,6 +67,7 @@ impl Delivery {
 #[derive(Debug, Clone)]
 struct Outgoing {
     id: i64,
+    url: Arc<str>,
     body: Arc<str>,
 }
 
@@ -116,12 +128,14 @@ pub async fn send(records: &[PlannedRecord], delivery: &Delivery) -> Result<Send
         for _ in 0..=record.duplicates {
             sends.push(Outgoing {
                 id: record.id,
+                url: delivery.url_for(record),
                 body: body.clone(),
             });
         }
         if let Some(conflict) = &record.conflict {
             sends.push(Outgoing {
                 id: record.id,
+                url: delivery.url_for(record),
                 body: conflict.as_str().into(),
             });
         }
@@ -141,7 +155,7 @@ pub async fn send(records: &[PlannedRecord], delivery: &Delivery) -> Result<Send
                     let due = started + Duration::from_secs_f64(n as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let tries = deliver(client, delivery, &push.body).await;
+                let tries = deliver(client, delivery, &push.url, &push.body).await;
                 attempts.fetch_add(tries.len() as u64, Ordering::Relaxed);
                 progress.inc(1);
                 (push.id, push.body, tries)
@@ -184,7 +198,7 @@ pub async fn send(records: &[PlannedRecord], delivery: &Delivery) -> Result<Send
 type Attempts = Vec<(u16, Duration)>;
 
 /// One push until a 200 or the end of the window.
-async fn deliver(client: &reqwest::Client, delivery: &Delivery, body: &str) -> Attempts {
+async fn deliver(client: &reqwest::Client, delivery: &Delivery, url: &str, body: &str) -> Attempts {
     let mut tries = Vec::new();
     for attempt in 0..delivery.attempts() {
         if attempt > 0 {
@@ -192,7 +206,7 @@ async fn deliver(client: &reqwest::Client, delivery: &Delivery, body: &str) -> A
         }
         let sent = Instant::now();
         let status = match client
-            .post(&delivery.url)
+            .post(url)
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::{stream, StreamExt};
 use sha2::{Digest, Sha256};
 
-use pns_cdr::domain::cdr::CallRecord;
+use pns_cdr::domain::push::{self, PushKind};
 use pns_cdr::domain::recording::RecordingStatus;
 
 use super::plan::{Expect, PlannedRecord};
@@ -116,8 +116,11 @@ pub async fn verify(
         }
         let digests: HashSet<String> = bodies
             .iter()
-            .filter_map(|b| CallRecord::parse(b.as_bytes()).ok())
-            .map(|p| p.payload_sha256)
+            .filter_map(|b| push::parse(b.as_bytes(), PushKind::CallRecord).ok())
+            .map(|p| match p {
+                push::Push::CallRecord(p) => p.payload_sha256,
+                push::Push::BindingError(p) => p.payload_sha256,
+            })
             .collect();
         if !item
             .payload_sha256
@@ -193,43 +196,83 @@ pub async fn verify(
     Ok(report)
 }
 
-/// The planned records present in the table (one paginated scan).
+/// The planned pushes present in the tables: call records by id in the calls table,
+/// binding errors by `requestId` in theirs (one paginated scan of each).
 async fn stored_records(
     target: &Target,
     records: &[PlannedRecord],
 ) -> Result<HashMap<i64, Stored>, SimError> {
-    let wanted: HashSet<i64> = records.iter().map(|r| r.id).collect();
+    let calls: HashSet<i64> = records
+        .iter()
+        .filter(|r| r.request_id.is_none())
+        .map(|r| r.id)
+        .collect();
+    let bindings: HashMap<&str, i64> = records
+        .iter()
+        .filter_map(|r| Some((r.request_id.as_deref()?, r.id)))
+        .collect();
     let mut found = HashMap::new();
+    let projection =
+        "id, payloadSha256, recordingStatus, recordingKey, recordingSha256, recordingError";
+    for item in scan(target, &target.table, projection).await? {
+        let stored: Stored = serde_dynamo::from_item(item).map_err(|e| SimError::Read {
+            what: "a record",
+            message: e.to_string(),
+        })?;
+        if calls.contains(&stored.id) {
+            found.insert(stored.id, stored);
+        }
+    }
+    if !bindings.is_empty() {
+        let table = &target.binding_errors_table;
+        for item in scan(target, table, "requestId, payloadSha256").await? {
+            let request_id = item.get("requestId").and_then(|v| v.as_s().ok());
+            if let Some(&id) = request_id.and_then(|r| bindings.get(r.as_str())) {
+                let payload_sha256 = item
+                    .get("payloadSha256")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned();
+                found.insert(
+                    id,
+                    Stored {
+                        id,
+                        payload_sha256,
+                        ..Stored::default()
+                    },
+                );
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every item of `table`, the attributes of `projection` only.
+async fn scan(
+    target: &Target,
+    table: &str,
+    projection: &str,
+) -> Result<Vec<HashMap<String, AttributeValue>>, SimError> {
+    let mut items = Vec::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
         let page = target
             .clients
             .dynamodb
             .scan()
-            .table_name(&target.table)
+            .table_name(table)
             .consistent_read(true)
-            .projection_expression(
-                "id, payloadSha256, recordingStatus, recordingKey, recordingSha256, recordingError",
-            )
+            .projection_expression(projection)
             .set_exclusive_start_key(start.take())
             .send()
             .await
             .map_err(|e| SimError::Read {
-                what: "the table",
+                what: "a table",
                 message: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
             })?;
-        for item in page.items.unwrap_or_default() {
-            let stored: Stored = serde_dynamo::from_item(item).map_err(|e| SimError::Read {
-                what: "a record",
-                message: e.to_string(),
-            })?;
-            if wanted.contains(&stored.id) {
-                found.insert(stored.id, stored);
-            }
-        }
+        items.extend(page.items.unwrap_or_default());
         match page.last_evaluated_key {
             Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(found),
+            _ => return Ok(items),
         }
     }
 }

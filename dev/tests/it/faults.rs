@@ -129,7 +129,12 @@ async fn finish(
 async fn survives(faults: &[(Option<&str>, Fault, usize)]) -> (SendReport, Verification) {
     let rig = rig().await;
     let host = FakeNxcloud::start(0).await.unwrap();
-    let records = plan(&workload(30), Some(&host));
+    // Unbound calls too: NXCLOUD's second push, through the same URL, under the same faults.
+    let load = Workload {
+        binding_error_share: 0.2,
+        ..workload(30)
+    };
+    let records = plan(&load, Some(&host));
     for (operation, fault, times) in faults {
         rig.proxy
             .inject(*operation, fault.clone(), *times * scale());

@@ -314,6 +314,10 @@ async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
         .args(args)
         .env("AWS_ENDPOINT_URL", &stack.endpoint)
         .env("PNS_TABLE_NAME", &stack.names.table)
+        .env(
+            "PNS_BINDING_ERRORS_TABLE",
+            &stack.names.binding_errors_table,
+        )
         .env("PNS_QUEUE_NAME", &stack.names.queue)
         .env("PNS_BUCKET_NAME", &stack.names.bucket)
         .env_remove("PNS_QUEUE_URL")
@@ -373,4 +377,52 @@ async fn the_pnsctl_binary_shows_a_record_and_redrives() {
     assert_eq!(out.status.code(), Some(1));
     // clap writes the usage line capitalised.
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: pnsctl"));
+}
+
+#[tokio::test]
+async fn the_pnsctl_binary_shows_binding_errors_by_id_and_by_did_and_day() {
+    let stack = stack().await;
+    let body =
+        std::fs::read(pns_cdr_dev::repo_root().join("events/bodies/binding-error.json")).unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}?token={LOCAL_TOKEN}", stack.binding_error_url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    let out = pnsctl(&stack, &["binding-error", "1640920940635361280"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["code"], 10013);
+    assert_eq!(printed["occurredAt"], "2023-03-29T03:36:53Z");
+
+    let list = |day: &'static str| {
+        let stack = &stack;
+        async move {
+            let out = pnsctl(
+                stack,
+                &["binding-errors", "--did", "85299999999", "--day", day],
+            )
+            .await;
+            assert!(out.status.success(), "{out:?}");
+            serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+        }
+    };
+    assert_eq!(list("2023-03-29").await.len(), 1);
+    assert!(list("2023-03-30").await.is_empty());
+
+    let out = pnsctl(&stack, &["binding-error", "0"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "pnsctl: binding error 0 not found"
+    );
+    let out = pnsctl(
+        &stack,
+        &["binding-errors", "--did", "1", "--day", "29/03/2023"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "a day is YYYY-MM-DD");
 }

@@ -432,3 +432,37 @@ async fn binding_errors(stack: &LocalStack) -> Vec<Value> {
         .map(|item| serde_dynamo::from_item(item).unwrap())
         .collect()
 }
+
+/// The samples in events/ are what API Gateway delivers (`cargo lambda invoke` and `sam local
+/// invoke` send them): through `lambda_http`'s own parsing, each gets its documented answer.
+#[tokio::test]
+async fn every_sample_event_gets_its_documented_answer() {
+    use pns_cdr::adapters::memory::{
+        MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
+    };
+    let webhook = Webhook {
+        store: MemoryRecordStore::default(),
+        queue: MemoryJobQueue::default(),
+        objects: MemoryObjectStore::default(),
+        bindings: MemoryBindingErrorStore::default(),
+        auth: Authenticator::new(LOCAL_TOKEN, "").unwrap().into(),
+        policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
+        settings: WebhookSettings::default(),
+    };
+    for (sample, status) in [
+        ("push-answered.json", 200),
+        ("push-unanswered.json", 200),
+        ("push-string-integers.json", 200),
+        ("push-binding-error.json", 200),
+        ("push-invalid.json", 400),
+        ("push-wrong-token.json", 401),
+    ] {
+        let path = pns_cdr_dev::repo_root().join("events").join(sample);
+        let request = lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap())
+            .unwrap_or_else(|e| panic!("{sample}: {e}"));
+        let Ok(response) = webhook.handle_http(request).await;
+        assert_eq!(response.status().as_u16(), status, "{sample}");
+    }
+    assert_eq!(webhook.store.items.lock().unwrap().len(), 3);
+    assert_eq!(webhook.bindings.items.lock().unwrap().len(), 1);
+}
