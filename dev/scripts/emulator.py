@@ -16,6 +16,10 @@ Protocol with the parent process (Rust tests, the local stack):
   the emulator goes away with it. ``--ignore-stdin`` disables this for
   interactive use (then stop it with Ctrl-C / SIGTERM).
 * SIGTERM and SIGINT stop it cleanly (exit status 0).
+* With ``PNS_IAM_OBSERVATIONS=<file>`` set, every AWS request is also described
+  in that file, one JSON line per distinct (caller, operation, resource): the
+  caller is the request's access key id (the local stack gives each function its
+  own), which ``dev/scripts/iam_check.py`` holds against the template's roles.
 
 It serves every moto service on one endpoint (DynamoDB, SQS, S3, ...); state
 lives in memory and is lost on exit. ``GET /moto-api/`` is moto's dashboard,
@@ -249,6 +253,110 @@ def compute_queue_attributes_on_access(models) -> None:  # type: ignore[no-untyp
     models.SQSBackend.get_queue_attributes = get_queue_attributes_as_dict  # type: ignore[method-assign]
 
 
+# S3's REST operations, by method and the query parameters that name them.
+S3_OPERATIONS = [
+    ("PUT", "partNumber", "UploadPart"),
+    ("POST", "uploads", "CreateMultipartUpload"),
+    ("POST", "uploadId", "CompleteMultipartUpload"),
+    ("DELETE", "uploadId", "AbortMultipartUpload"),
+    ("GET", "uploadId", "ListParts"),
+]
+
+
+def describe_request(environ: dict, body: bytes) -> dict | None:
+    """What an AWS request asks, as the IAM check reads it: caller, service,
+    operation and the resource it names. None for what is not an AWS API call."""
+    from urllib.parse import parse_qs, unquote
+    import json
+
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker not in auth:
+        return None
+    scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+    caller, service = scope[0], scope[3] if len(scope) > 3 else ""
+    seen = {"caller": caller, "service": service}
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        seen["operation"] = target.rsplit(".", 1)[-1]
+        try:
+            fields = json.loads(body or b"{}")
+        except ValueError:
+            fields = {}
+        for name, key in [
+            ("TableName", "table"),
+            ("IndexName", "index"),
+            ("SecretId", "secret"),
+            ("Name", "secret_name"),
+        ]:
+            if isinstance(fields.get(name), str):
+                seen[key] = fields[name]
+        if isinstance(fields.get("QueueUrl"), str):
+            seen["queue"] = fields["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        if isinstance(fields.get("QueueName"), str):
+            seen["queue"] = fields["QueueName"]
+        return seen
+    if service != "s3":
+        return None
+    method = environ.get("REQUEST_METHOD", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+    bucket, _, key = path.partition("/")
+    seen["bucket"] = bucket
+    if key:
+        seen["key"] = key
+        name = next(
+            (op for m, param, op in S3_OPERATIONS if m == method and param in query),
+            {"GET": "GetObject", "HEAD": "HeadObject", "PUT": "PutObject",
+             "DELETE": "DeleteObject"}.get(method, method),
+        )
+    elif "uploads" in query and method == "GET":
+        name = "ListMultipartUploads"
+    elif method == "GET":
+        name = "ListObjectsV2" if "list-type" in query else "ListObjects"
+    else:
+        name = {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(
+            method, method
+        )
+        if method == "PUT" and query:
+            name = "PutBucket" + next(iter(query)).capitalize()
+    seen["operation"] = name
+    return seen
+
+
+class RequestRecorder:
+    """WSGI middleware: describes each distinct AWS request once, in a JSON-lines file."""
+
+    def __init__(self, app, path: str) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.out = open(path, "a", buffering=1, encoding="utf-8")
+        self.lock = threading.Lock()
+        self.seen: set[str] = set()
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        import io
+        import json
+
+        body = b""
+        if environ.get("HTTP_X_AMZ_TARGET"):
+            # JSON-protocol calls are small: read, then hand the bytes on.
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            seen = describe_request(environ, body)
+        except Exception as err:  # noqa: BLE001 - recording must never fail a request
+            log(f"could not describe a request: {err}")
+            seen = None
+        if seen is not None:
+            line = json.dumps(seen, sort_keys=True)
+            with self.lock:
+                if line not in self.seen:
+                    self.seen.add(line)
+                    self.out.write(line + "\n")
+        return self.app(environ, start_response)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
@@ -261,6 +369,15 @@ def main(argv: list[str]) -> int:
     from moto.server import ThreadedMotoServer
 
     patch_moto_sqs()
+    record_to = os.environ.get("PNS_IAM_OBSERVATIONS")
+    if record_to:
+        # The server builds its WSGI app from this name: wrap what it builds.
+        from moto.moto_server import threaded_moto_server
+
+        dispatcher = threaded_moto_server.DomainDispatcherApplication
+        threaded_moto_server.DomainDispatcherApplication = lambda create_app: RequestRecorder(
+            dispatcher(create_app), record_to
+        )
 
     class LoopbackMotoServer(ThreadedMotoServer):
         """ThreadedMotoServer whose start() reports a bind failure instead of

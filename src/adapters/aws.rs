@@ -16,23 +16,38 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// On Lambda (`endpoint_url` = `None`) the standard provider chain; against an emulator,
-    /// its endpoint with fixed test credentials and path-style S3 addressing. Every client
-    /// shares one HTTP client, over the process's one TLS configuration.
+    /// its endpoint with test credentials and path-style S3 addressing. Every client shares
+    /// one HTTP client, over the process's one TLS configuration.
     pub async fn load(endpoint_url: Option<&str>) -> Result<Self, TlsError> {
         Ok(Self::with_http_client(endpoint_url, ReqwestHttpClient::new()?).await)
     }
 
+    /// Clients of the emulator at `endpoint` that sign as `caller` (the access key id): the
+    /// emulator records who made each call, and the IAM check holds each function's calls
+    /// against its own role.
+    pub async fn for_caller(endpoint: &str, caller: &str) -> Result<Self, TlsError> {
+        Ok(Self::build(Some((endpoint, caller)), ReqwestHttpClient::new()?).await)
+    }
+
     /// As [`load`](Self::load), over the given HTTP client (tests give their own CA).
     pub async fn with_http_client(endpoint_url: Option<&str>, http: ReqwestHttpClient) -> Self {
+        // Against an emulator the access key id names the caller; `AWS_ACCESS_KEY_ID` lets a
+        // process started by the harness say which function it is.
+        let caller = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into());
+        Self::build(endpoint_url.map(|e| (e, caller.as_str())), http).await
+    }
+
+    async fn build(emulator: Option<(&str, &str)>, http: ReqwestHttpClient) -> Self {
+        let endpoint_url = emulator.map(|(endpoint, _)| endpoint);
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(endpoint) = endpoint_url {
+        if let Some((endpoint, caller)) = emulator {
             loader = loader
                 .endpoint_url(endpoint)
                 .region(Region::new(
                     std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
                 ))
                 .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "test", "test", None, None, "emulator",
+                    caller, "test", None, None, "emulator",
                 ));
         }
         let shared = loader.load().await;

@@ -22,8 +22,9 @@ use time::OffsetDateTime;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
-use crate::local::emulator::{create_resources, Emulator, ResourceNames};
+use crate::local::emulator::{Emulator, ResourceNames};
 use crate::local::fake_nxcloud::FakeNxcloud;
+use crate::local::resources::{create_resources, Template};
 use crate::local::runtime_api::{Outcome, RuntimeApi};
 use crate::local::LOCAL_TOKEN;
 use pns_cdr::adapters::aws::AwsClients;
@@ -115,8 +116,8 @@ struct Bench {
 impl Bench {
     /// Resources in the emulator at `endpoint` under `names`, and the sample events.
     async fn set_up(endpoint: &str, names: ResourceNames) -> anyhow::Result<Self> {
-        let clients = AwsClients::load(Some(endpoint)).await?;
-        let queues = create_resources(&clients, &names, 720).await?;
+        let clients = AwsClients::for_caller(endpoint, "harness").await?;
+        let queues = create_resources(&Template::repo()?, &clients, &names, None).await?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &names.table),
@@ -226,7 +227,8 @@ impl Bench {
             ),
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
+            // The emulator records each call's access key id: the function's name.
+            ("AWS_ACCESS_KEY_ID", function.name().into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_SESSION_TOKEN", "test".into()),
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),

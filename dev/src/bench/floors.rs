@@ -12,8 +12,9 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 
 use crate::local::demo::peak_rss_kib;
-use crate::local::emulator::{create_resources, ResourceNames};
+use crate::local::emulator::ResourceNames;
 use crate::local::fake_nxcloud::FakeNxcloud;
+use crate::local::resources::{create_resources, Template};
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::handlers::archiver::PART_SIZE;
 
@@ -51,7 +52,7 @@ pub async fn copy(size: u64) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("AWS_ENDPOINT_URL must name the emulator"))?;
     let clients = AwsClients::load(Some(&endpoint)).await?;
     let names = ResourceNames::suffixed(&format!("floor-{}", std::process::id()));
-    create_resources(&clients, &names, 720).await?;
+    create_resources(&Template::repo()?, &clients, &names, None).await?;
     let (s3, bucket, key) = (&clients.s3, &names.bucket, "floor.mp3");
     // Host and client (which loads the TLS roots) are ready before the timing starts.
     let host = FakeNxcloud::start(0).await?;

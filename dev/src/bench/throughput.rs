@@ -10,7 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use futures_util::{stream, StreamExt};
 use time::OffsetDateTime;
 
-use crate::local::emulator::{create_resources, ResourceNames};
+use crate::local::emulator::ResourceNames;
+use crate::local::resources::{create_resources, Template};
 use crate::local::{poller, LocalOptions, LocalStack, LOCAL_TOKEN};
 use crate::sim::{self, Delivery, PlannedRecord, Workload};
 use pns_cdr::domain::cdr::CallRecord;
@@ -145,7 +146,7 @@ async fn raw_floor(
     concurrency: usize,
 ) -> anyhow::Result<(f64, Duration, Duration)> {
     let names = ResourceNames::suffixed(&format!("raw-{}", std::process::id()));
-    let queues = create_resources(&stack.clients, &names, 720).await?;
+    let queues = create_resources(&Template::repo()?, &stack.clients, &names, None).await?;
     let now = OffsetDateTime::now_utc();
     let mut requests = Vec::new();
     for record in records {

@@ -31,6 +31,7 @@ pub fn names_from_env() -> ResourceNames {
         dead_letter_queue: format!("{queue}-dlq"),
         queue,
         bucket: var("PNS_BUCKET_NAME", defaults.bucket),
+        secret: defaults.secret,
     }
 }
 
@@ -234,7 +235,7 @@ pub async fn archive_one(mut options: LocalOptions, size: u64) -> anyhow::Result
     let now = OffsetDateTime::now_utc();
     let key = recording_key(id, push.record.start_at, now, &url);
     let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
-    stack.archiver.store.put_new(item).await?;
+    stack.record_store().put_new(item).await?;
     let started = Instant::now();
     let outcome = stack
         .archiver

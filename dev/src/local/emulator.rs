@@ -1,22 +1,9 @@
-//! The embedded AWS emulator (moto's server, from the project virtualenv) and the resources
-//! the stack needs in it.
+//! The embedded AWS emulator (moto's server, from the project virtualenv) and the names of
+//! the stack's resources in it (`resources` creates them from `template.yaml`).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
-use aws_sdk_sqs::types::QueueAttributeName;
-
-use pns_cdr::adapters::aws::AwsClients;
-use pns_cdr::domain::binding::DID_INDEX;
-use pns_cdr::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
-
-/// Receives before a job goes to the dead-letter queue (the template uses the same).
-pub const MAX_RECEIVE_COUNT: u32 = pns_cdr::domain::recording::MAX_DELIVERIES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
@@ -87,6 +74,8 @@ impl Drop for Emulator {
 #[derive(Debug, Clone)]
 pub struct ResourceNames {
     pub table: String,
+    /// The webhook token secret.
+    pub secret: String,
     pub binding_errors_table: String,
     pub queue: String,
     pub dead_letter_queue: String,
@@ -100,6 +89,7 @@ impl Default for ResourceNames {
         };
         Self {
             table: DEFAULT_TABLE.into(),
+            secret: "pns-webhook-tokens".into(),
             binding_errors_table: DEFAULT_BINDING_ERRORS_TABLE.into(),
             queue: DEFAULT_QUEUE.into(),
             dead_letter_queue: DEFAULT_DLQ.into(),
@@ -114,6 +104,7 @@ impl ResourceNames {
         let d = Self::default();
         Self {
             table: format!("{}-{suffix}", d.table),
+            secret: format!("{}-{suffix}", d.secret),
             binding_errors_table: format!("{}-{suffix}", d.binding_errors_table),
             queue: format!("{}-{suffix}", d.queue),
             dead_letter_queue: format!("{}-{suffix}-dlq", d.queue),
@@ -127,192 +118,4 @@ impl ResourceNames {
 pub struct Queues {
     pub queue_url: String,
     pub dead_letter_queue_url: String,
-}
-
-fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .expect("complete")
-}
-
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .expect("complete")
-}
-
-fn index(
-    name: &str,
-    hash: &str,
-    range: Option<&str>,
-    projection: Projection,
-) -> GlobalSecondaryIndex {
-    let mut schema = vec![key(hash, KeyType::Hash)];
-    schema.extend(range.map(|r| key(r, KeyType::Range)));
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .set_key_schema(Some(schema))
-        .projection(projection)
-        .build()
-        .expect("complete")
-}
-
-fn setup(what: &'static str) -> impl Fn(String) -> EmulatorError {
-    move |message| EmulatorError::Setup { what, message }
-}
-
-/// Creates the table, queue + DLQ and bucket (as `template.yaml` defines them), idempotently.
-pub async fn create_resources(
-    clients: &AwsClients,
-    names: &ResourceNames,
-    visibility_timeout_seconds: u32,
-) -> Result<Queues, EmulatorError> {
-    let table = clients
-        .dynamodb
-        .create_table()
-        .table_name(&names.table)
-        .set_attribute_definitions(Some(vec![
-            attribute("id", ScalarAttributeType::N),
-            attribute("businessId", ScalarAttributeType::S),
-            attribute("startAt", ScalarAttributeType::N),
-            attribute("callId", ScalarAttributeType::S),
-            attribute(PENDING_ATTRIBUTE, ScalarAttributeType::S),
-            attribute("receivedAtEpoch", ScalarAttributeType::N),
-        ]))
-        .key_schema(key("id", KeyType::Hash))
-        .global_secondary_indexes(index(
-            BUSINESS_INDEX,
-            "businessId",
-            Some("startAt"),
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        ))
-        .global_secondary_indexes(index(
-            CALL_ID_INDEX,
-            "callId",
-            None,
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        ))
-        .global_secondary_indexes(index(
-            PENDING_INDEX,
-            PENDING_ATTRIBUTE,
-            Some("receivedAtEpoch"),
-            Projection::builder()
-                .projection_type(ProjectionType::Include)
-                .non_key_attributes("recordFile")
-                .non_key_attributes("recordingKey")
-                .non_key_attributes("recordingAttempts")
-                .non_key_attributes("lastAttemptAt")
-                .build(),
-        ))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await;
-    if let Err(e) = table {
-        let already = e
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        if !already {
-            return Err(setup("the table")(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            ));
-        }
-    }
-    let bindings = clients
-        .dynamodb
-        .create_table()
-        .table_name(&names.binding_errors_table)
-        .set_attribute_definitions(Some(vec![
-            attribute("requestId", ScalarAttributeType::S),
-            attribute("did", ScalarAttributeType::S),
-            attribute("occurredAt", ScalarAttributeType::S),
-        ]))
-        .key_schema(key("requestId", KeyType::Hash))
-        .global_secondary_indexes(index(
-            DID_INDEX,
-            "did",
-            Some("occurredAt"),
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        ))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await;
-    if let Err(e) = bindings {
-        let already = e
-            .as_service_error()
-            .is_some_and(|e| e.is_resource_in_use_exception());
-        if !already {
-            return Err(setup("the binding-error table")(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            ));
-        }
-    }
-    let dlq = clients
-        .sqs
-        .create_queue()
-        .queue_name(&names.dead_letter_queue)
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-        .send()
-        .await
-        .map_err(|e| {
-            setup("the dead-letter queue")(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-        })?;
-    let dead_letter_queue_url = dlq.queue_url.unwrap_or_default();
-    let dlq_arn = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dead_letter_queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| {
-            setup("the dead-letter queue")(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
-        })?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .unwrap_or_default();
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT})
-            .to_string();
-    let queue = clients
-        .sqs
-        .create_queue()
-        .queue_name(&names.queue)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility_timeout_seconds.to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
-        .await
-        .map_err(|e| setup("the queue")(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
-    let bucket = clients
-        .s3
-        .create_bucket()
-        .bucket(&names.bucket)
-        .send()
-        .await;
-    if let Err(e) = bucket {
-        let already = e
-            .as_service_error()
-            .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
-        if !already {
-            return Err(setup("the bucket")(
-                aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            ));
-        }
-    }
-    Ok(Queues {
-        queue_url: queue.queue_url.unwrap_or_default(),
-        dead_letter_queue_url,
-    })
 }

@@ -7,6 +7,7 @@ pub mod emulator;
 pub mod fake_nxcloud;
 pub mod fault_proxy;
 pub mod poller;
+pub mod resources;
 pub mod runtime_api;
 pub mod server;
 
@@ -16,14 +17,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use emulator::{create_resources, Emulator, Queues, ResourceNames};
+use emulator::{Emulator, Queues, ResourceNames};
 use fake_nxcloud::FakeNxcloud;
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
+use pns_cdr::adapters::secrets::{SecretError, SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::sqs::SqsJobQueue;
-use pns_cdr::domain::auth::{AuthConfigError, Authenticator};
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::reconciler::{Reconciler, ReconcilerSettings};
@@ -31,6 +32,7 @@ use pns_cdr::handlers::webhook::{
     Webhook, WebhookSettings, BINDING_ERROR_ROUTE, CALL_RESULT_ROUTE,
 };
 use pns_cdr::telemetry::ErrorChain;
+use resources::{create_resources, create_secret, Template};
 
 /// The token `make run` accepts.
 pub const LOCAL_TOKEN: &str = "local-dev-token";
@@ -67,8 +69,8 @@ pub struct LocalOptions {
     pub lookup: Arc<dyn Lookup>,
     /// Drain the recording queue in the background, as the SQS event source does.
     pub drain: bool,
-    /// Queue visibility timeout (the template uses 6 × the archiver's timeout).
-    pub visibility_timeout_seconds: u32,
+    /// Replaces the queue's visibility timeout (the template's: 6 × the archiver's timeout).
+    pub visibility_timeout_seconds: Option<u32>,
     /// The archiver invocation's time limit, as Lambda's deadline.
     pub function_timeout: Duration,
     /// How often the background reconciler runs (with `drain`).
@@ -102,7 +104,7 @@ impl Default for LocalOptions {
             },
             lookup: Arc::new(SystemLookup),
             drain: true,
-            visibility_timeout_seconds: 720,
+            visibility_timeout_seconds: None,
             function_timeout: poller::FUNCTION_TIMEOUT,
             reconcile_every: LOCAL_RECONCILE_EVERY,
             http_timeouts: HttpTimeouts::default(),
@@ -127,7 +129,7 @@ pub enum LocalError {
     #[error("invalid recording host allow-list")]
     RecordingHosts(#[source] HostListError),
     #[error("invalid local webhook tokens")]
-    Tokens(#[source] AuthConfigError),
+    Tokens(#[from] SecretError),
     #[error("reading the table failed: {0}")]
     Read(String),
 }
@@ -169,6 +171,8 @@ pub struct LocalStack {
     pub binding_error_url: String,
     pub recordings: FakeNxcloud,
     pub archiver: Arc<LocalArchiver>,
+    /// The archiver's own SQS client: what the SQS event source polls with.
+    archiver_sqs: aws_sdk_sqs::Client,
     pub reconciler: Arc<LocalReconciler>,
     function_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
@@ -187,29 +191,44 @@ impl LocalStack {
                 (Some(emulator), endpoint)
             }
         };
-        let clients = AwsClients::load(Some(&endpoint)).await?;
-        let queues =
-            create_resources(&clients, &options.names, options.visibility_timeout_seconds).await?;
+        // Each function signs as itself, as each has its own role when deployed: the
+        // emulator records who called what, for the IAM check. The harness is "harness".
+        let caller = |name| AwsClients::for_caller(&endpoint, name);
+        let clients = caller("harness").await?;
+        let template = Template::repo()?;
+        let queues = create_resources(
+            &template,
+            &clients,
+            &options.names,
+            options.visibility_timeout_seconds,
+        )
+        .await?;
+        let secret = create_secret(&template, &clients, &options.names, &options.tokens).await?;
         let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
             .map_err(LocalError::RecordingHosts)?;
-        let auth = Authenticator::new(&options.tokens, "").map_err(LocalError::Tokens)?;
 
+        let functions = caller("webhook").await?;
+        // As deployed: the tokens come from the secret.
+        let tokens = SecretTokens::new(SecretsManagerSecret::new(functions.secrets, secret), "");
+        let auth = tokens.authenticator().await?;
         let webhook = Arc::new(Webhook {
-            store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
-            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
-            objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
+            store: DynamoRecordStore::new(functions.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(functions.sqs, &queues.queue_url),
+            objects: S3ObjectStore::new(functions.s3, &options.names.bucket),
             bindings: DynamoBindingErrorStore::new(
-                clients.dynamodb.clone(),
+                functions.dynamodb,
                 &options.names.binding_errors_table,
             ),
             auth: auth.into(),
             policy: policy.clone(),
             settings: options.webhook.clone(),
         });
+        // Lambda's SQS event source polls with the archiver's role: so do the pollers.
+        let archiver_clients = caller("archiver").await?;
         let archiver = Arc::new(Archiver {
-            store: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
-            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
-            objects: S3ObjectStore::new(clients.s3.clone(), &options.names.bucket),
+            store: DynamoRecordStore::new(archiver_clients.dynamodb.clone(), &options.names.table),
+            queue: SqsJobQueue::new(archiver_clients.sqs.clone(), &queues.queue_url),
+            objects: S3ObjectStore::new(archiver_clients.s3.clone(), &options.names.bucket),
             source: HttpRecordingSource::with_lookup(
                 policy,
                 options.http_timeouts,
@@ -219,9 +238,10 @@ impl LocalStack {
             settings: options.archiver.clone(),
         });
 
+        let functions = caller("reconciler").await?;
         let reconciler = Arc::new(Reconciler {
-            pending: DynamoRecordStore::new(clients.dynamodb.clone(), &options.names.table),
-            queue: SqsJobQueue::new(clients.sqs.clone(), &queues.queue_url),
+            pending: DynamoRecordStore::new(functions.dynamodb, &options.names.table),
+            queue: SqsJobQueue::new(functions.sqs, &queues.queue_url),
             settings: options.reconciler.clone(),
         });
 
@@ -245,7 +265,7 @@ impl LocalStack {
         if options.drain {
             tasks.extend(poller::spawn_drains(
                 options.pollers,
-                &clients.sqs,
+                &archiver_clients.sqs,
                 &queues.queue_url,
                 &archiver,
                 options.function_timeout,
@@ -271,6 +291,7 @@ impl LocalStack {
             binding_error_url,
             recordings,
             archiver,
+            archiver_sqs: archiver_clients.sqs,
             reconciler,
             function_timeout: options.function_timeout,
             tasks,
@@ -300,6 +321,12 @@ impl LocalStack {
         Ok(items)
     }
 
+    /// The calls table as the harness writes to it (tests seed records with it: as the
+    /// harness, so the IAM check never counts a seed as a function's call).
+    pub fn record_store(&self) -> DynamoRecordStore {
+        DynamoRecordStore::new(self.clients.dynamodb.clone(), &self.names.table)
+    }
+
     /// The stack's resources, as the simulator's verification reads them.
     pub fn target(&self) -> crate::sim::Target {
         crate::sim::Target {
@@ -315,7 +342,7 @@ impl LocalStack {
     /// Runs one receive → archiver → delete round (tests drive the queue step by step).
     pub async fn poll_once(&self) -> Result<usize, aws_sdk_sqs::Error> {
         poller::poll_once(
-            &self.clients.sqs,
+            &self.archiver_sqs,
             &self.queues.queue_url,
             &self.archiver,
             self.function_timeout,

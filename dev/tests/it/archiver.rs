@@ -10,8 +10,6 @@ use crate::common::*;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, StaticLookup};
-use pns_cdr::adapters::s3::S3ObjectStore;
-use pns_cdr::adapters::sqs::SqsJobQueue;
 use pns_cdr::domain::cdr::{sha256_hex, CallRecord};
 use pns_cdr::domain::item::{record_item, RecordingPlan};
 use pns_cdr::domain::recording::{recording_key, RecordingJob};
@@ -32,7 +30,7 @@ async fn pending(stack: &LocalStack, id: i64, url: &str) -> RecordingJob {
     let now = OffsetDateTime::now_utc();
     let key = recording_key(id, push.record.start_at, now, url);
     let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
-    stack.archiver.store.put_new(item).await.unwrap();
+    stack.record_store().put_new(item).await.unwrap();
     RecordingJob {
         id,
         url: url.to_owned(),
@@ -253,9 +251,9 @@ async fn the_ssrf_corpus_is_refused_before_any_connection() {
     let (port, connections) = canary().await;
     // Production policy: what runs on Lambda.
     let archiver = Archiver {
-        store: DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table),
-        queue: SqsJobQueue::new(stack.clients.sqs.clone(), &stack.queues.queue_url),
-        objects: S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket),
+        store: stack.archiver.store.clone(),
+        queue: stack.archiver.queue.clone(),
+        objects: stack.archiver.objects.clone(),
         source: HttpRecordingSource::with_lookup(
             UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
             HttpTimeouts::default(),

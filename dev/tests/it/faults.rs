@@ -47,7 +47,7 @@ fn scaled_settings(options: &mut LocalOptions) {
     options.pollers = 5;
     options.http_timeouts.min_rate_window = Duration::from_secs(1);
     // A job taken by a process that died reappears after this (the template: 6 × timeout).
-    options.visibility_timeout_seconds = 12;
+    options.visibility_timeout_seconds = Some(12);
 }
 
 fn delivery(stack: &LocalStack) -> Delivery {

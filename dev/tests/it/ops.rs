@@ -320,6 +320,8 @@ async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
         )
         .env("PNS_QUEUE_NAME", &stack.names.queue)
         .env("PNS_BUCKET_NAME", &stack.names.bucket)
+        // The emulator records the caller of each call: the operator tool.
+        .env("AWS_ACCESS_KEY_ID", "pnsctl")
         .env_remove("PNS_QUEUE_URL")
         .env_remove("PNS_DLQ_URL")
         .env_remove("RUST_LOG")

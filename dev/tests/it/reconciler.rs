@@ -19,8 +19,7 @@ async fn orphan(stack: &LocalStack, id: i64, url: &str, received_at: OffsetDateT
     let push = CallRecord::parse(push_body(id, url).as_bytes()).unwrap();
     let key = recording_key(id, push.record.start_at, received_at, url);
     stack
-        .archiver
-        .store
+        .record_store()
         .put_new(record_item(
             &push,
             received_at,
