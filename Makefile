@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test test-faults emulator-check lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
+.PHONY: help venv run demo test test-faults emulator-check iam-check lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,23 @@ test: $(STAMP) fmt-check clippy template-lint emulator-check ## Everything CI ch
 	$(CARGO) test --workspace --benches
 	@# The tests run the shipped pnsctl binary, which Cargo builds for its own package only.
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --lib --tests
+	@# The emulator writes down who called what while the tests run; iam-check holds that
+	@# against the roles template.yaml grants.
+	rm -rf $(IAM) && mkdir -p $(IAM)
+	PNS_IAM_OBSERVATIONS=$(CURDIR)/$(IAM)/calls.jsonl PNS_IAM_RESOURCES=$(CURDIR)/$(IAM)/resources.jsonl \
+	  $(CARGO) test --workspace --lib --tests
+	$(MAKE) --no-print-directory iam-check
+
+IAM       := target/iam
+IAM_CHECK := $(VENV)/bin/python dev/scripts/iam_check.py --observations $(IAM)/calls.jsonl \
+  --resources $(IAM)/resources.jsonl --report $(IAM)/report.json
+
+# Every AWS call the functions made in the tests is granted by their roles, and every grant is
+# used or reviewed (dev/iam/reviewed.yaml); the self-test shows the check failing when it must.
+iam-check: $(STAMP) ## Hold the calls the last `make test` observed against the template's IAM roles
+	@[[ -s $(IAM)/calls.jsonl ]] || { echo "no observations in $(IAM): run make test" >&2; exit 1; }
+	$(IAM_CHECK)
+	$(IAM_CHECK) --self-test
 
 # dev/scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
 emulator-check: $(STAMP)
