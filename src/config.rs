@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::domain::auth::{AuthConfigError, Authenticator};
 use crate::domain::binding::parse_utc_offset;
+use crate::domain::events::{InvalidPhoneNumbers, PhoneNumbers};
 use crate::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use crate::handlers::archiver::ArchiverSettings;
+use crate::handlers::publisher::PublisherSettings;
 use crate::handlers::reconciler::ReconcilerSettings;
 use crate::handlers::webhook::WebhookSettings;
 
@@ -16,6 +18,7 @@ pub const DEFAULT_QUEUE: &str = "pns-recordings";
 pub const DEFAULT_DLQ: &str = "pns-recordings-dlq";
 pub const DEFAULT_BUCKET: &str = "pns-recordings";
 pub const DEFAULT_BINDING_ERRORS_TABLE: &str = "pns-binding-errors";
+pub const DEFAULT_EVENT_BUS: &str = "pns-cdr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -191,6 +194,11 @@ pub struct OpsConfig {
     pub queue: QueueRef,
     pub dead_letter_queue: QueueRef,
     pub bucket: String,
+    /// `PNS_EVENT_BUS_NAME`: where `pnsctl publish` puts events.
+    pub event_bus: String,
+    /// `PNS_PHONE_NUMBERS`, as the stack's `PhoneNumbersInEvents`; an unknown value is
+    /// refused when `pnsctl publish` needs it.
+    pub phone_numbers: Option<String>,
 }
 
 impl OpsConfig {
@@ -211,6 +219,8 @@ impl OpsConfig {
                 QueueRef::Url,
             ),
             bucket: get("PNS_BUCKET_NAME").unwrap_or_else(|| DEFAULT_BUCKET.into()),
+            event_bus: get("PNS_EVENT_BUS_NAME").unwrap_or_else(|| DEFAULT_EVENT_BUS.into()),
+            phone_numbers: get("PNS_PHONE_NUMBERS"),
         }
     }
 }
@@ -317,5 +327,45 @@ mod tests {
             defaults.dead_letter_queue,
             QueueRef::Name("pns-recordings-dlq".into())
         );
+    }
+}
+
+/// What the publisher reads: `PNS_EVENT_BUS_NAME` (required), `PNS_PHONE_NUMBERS`
+/// (`masked` by default, `full` or `omitted`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherConfig {
+    pub event_bus: String,
+    pub settings: PublisherSettings,
+    /// Another AWS endpoint (the emulator); `None` on Lambda.
+    pub endpoint_url: Option<String>,
+}
+
+impl PublisherConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let phones = match get("PNS_PHONE_NUMBERS") {
+            None => PhoneNumbers::default(),
+            Some(text) => {
+                text.trim()
+                    .parse()
+                    .map_err(|e: InvalidPhoneNumbers| ConfigError::Invalid {
+                        name: "PNS_PHONE_NUMBERS",
+                        reason: e.to_string(),
+                    })?
+            }
+        };
+        Ok(Self {
+            event_bus: get("PNS_EVENT_BUS_NAME")
+                .ok_or(ConfigError::Missing("PNS_EVENT_BUS_NAME"))?,
+            settings: PublisherSettings {
+                phones,
+                ..PublisherSettings::default()
+            },
+            endpoint_url: get("AWS_ENDPOINT_URL"),
+        })
     }
 }

@@ -31,6 +31,7 @@ pub enum Function {
     Webhook,
     Archiver,
     Reconciler,
+    Publisher,
 }
 
 impl Function {
@@ -39,6 +40,7 @@ impl Function {
             Self::Webhook => "webhook",
             Self::Archiver => "archiver",
             Self::Reconciler => "reconciler",
+            Self::Publisher => "publisher",
         }
     }
 }
@@ -72,6 +74,13 @@ pub enum Metric {
     RecordingRetried,
     PendingRequeued,
     PendingOverdue,
+    /// Events the bus accepted.
+    EventsPublished,
+    /// Events put again after the bus refused them.
+    EventsRetried,
+    /// An invocation that left records for Lambda to retry (an event still refused, or a
+    /// stream record that cannot be read).
+    PublishFailed,
 }
 
 impl Metric {
@@ -93,6 +102,9 @@ impl Metric {
             Self::RecordingRetried => "RecordingRetried",
             Self::PendingRequeued => "PendingRequeued",
             Self::PendingOverdue => "PendingOverdue",
+            Self::EventsPublished => "EventsPublished",
+            Self::EventsRetried => "EventsRetried",
+            Self::PublishFailed => "PublishFailed",
         }
     }
 
@@ -135,6 +147,14 @@ pub const CATALOGUE: &[(Function, &[Metric])] = &[
     (
         Function::Reconciler,
         &[Metric::PendingRequeued, Metric::PendingOverdue],
+    ),
+    (
+        Function::Publisher,
+        &[
+            Metric::EventsPublished,
+            Metric::EventsRetried,
+            Metric::PublishFailed,
+        ],
     ),
 ];
 

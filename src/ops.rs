@@ -1,5 +1,5 @@
 //! Operator verbs behind `pnsctl`: redrive the DLQ, re-archive a record, show records, replay a
-//! saved push body. Each takes the ports it needs, so the same verbs run against AWS, the
+//! saved push body; re-publish events and run the lake's reports (`lake`). Each takes the ports it needs, so the same verbs run against AWS, the
 //! local stack's emulator, or in-memory ports.
 
 use std::path::PathBuf;
@@ -14,6 +14,8 @@ use crate::ports::{
     BindingErrorLookup, DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore,
 };
 use crate::telemetry::ErrorChain;
+
+pub mod lake;
 
 /// How long a replayed push may take before we give up on the endpoint.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{Map, Value};
 
+use crate::domain::events::Event;
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::domain::url_policy::UrlRefused;
@@ -118,6 +119,23 @@ pub trait RecordLookup: Send + Sync {
         &self,
         call_id: &str,
     ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
+}
+
+/// One page of a table's items and where the next starts (`None`: the last page).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ItemPage {
+    pub items: Vec<Map<String, Value>>,
+    pub next: Option<Map<String, Value>>,
+}
+
+/// A table's items received since a time, page by page: what `pnsctl publish` re-publishes.
+pub trait ReceivedSince: Send + Sync {
+    /// Items whose `receivedAtEpoch` is at least `epoch`, from `start` (a page's `next`).
+    fn received_since(
+        &self,
+        epoch: i64,
+        start: Option<Map<String, Value>>,
+    ) -> impl Future<Output = Result<ItemPage, PortError>> + Send;
 }
 
 /// The binding-error table: one item per NXCLOUD `requestId`.
@@ -252,6 +270,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// The object's body; `None` when there is no such key.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, PortError>> + Send;
+    /// Every key under `prefix`, in key order.
+    fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
     /// `None`: nothing to adopt under `key`.
     fn head(&self, key: &str)
         -> impl Future<Output = Result<Option<ObjectInfo>, PortError>> + Send;
@@ -333,3 +353,23 @@ pub struct Download {
 pub trait RecordingSource: Send + Sync {
     fn open(&self, url: &str) -> impl Future<Output = Result<Download, FetchError>> + Send;
 }
+
+/// Why the bus refused one event of a batch (EventBridge's per-entry error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EntryRefused {
+    pub code: String,
+    pub message: String,
+}
+
+/// The event bus downstream systems subscribe to.
+pub trait EventBus: Send + Sync {
+    /// Puts up to [`EVENTS_PER_PUT`] events; one answer per event, in order.
+    fn put(
+        &self,
+        events: &[&Event],
+    ) -> impl Future<Output = Result<Vec<Result<(), EntryRefused>>, PortError>> + Send;
+}
+
+/// EventBridge's limit of entries per `PutEvents`.
+pub const EVENTS_PER_PUT: usize = 10;

@@ -128,6 +128,29 @@ def watch_stdin(stop: threading.Event) -> None:
 PATCHED_MOTO_VERSION = "5.2.5"
 
 
+def patch_moto_streams() -> None:
+    """Give each DynamoDB stream record its own sequence number.
+
+    moto numbers a record by the shard's length when it appends it, from whichever server
+    thread wrote the item: two concurrent writes can get the same number, and a reader that
+    resumes at a sequence number (as Lambda does after a partial batch failure) then skips
+    or repeats a record. Appends and reads of a shard are serialised.
+    """
+    import functools
+
+    from moto.dynamodb.models import table
+
+    lock = threading.RLock()
+    for name in ("add", "get"):
+        method = getattr(table.StreamShard, name)
+
+        def locked(self, *args, _method=method, **kwargs):  # type: ignore[no-untyped-def]
+            with lock:
+                return _method(self, *args, **kwargs)
+
+        setattr(table.StreamShard, name, functools.wraps(method)(locked))
+
+
 def patch_moto_sqs() -> None:
     """Two fixes to moto's SQS model, for the release pinned in requirements-dev.txt."""
     import moto
@@ -291,6 +314,18 @@ def describe_request(environ: dict, body: bytes) -> dict | None:
         ]:
             if isinstance(fields.get(name), str):
                 seen[key] = fields[name]
+        # DynamoDB Streams: the stream's ARN, or an iterator that starts with it (moto's
+        # iterators are "<table ARN>/stream/<label>|1|<id>").
+        stream = fields.get("StreamArn") or fields.get("ShardIterator")
+        if isinstance(stream, str) and ":table/" in stream:
+            seen["stream"] = stream.split(":table/", 1)[1].split("/", 1)[0]
+            seen.pop("table", None)
+        # EventBridge: the bus each entry names (one bus per call here).
+        entries = fields.get("Entries")
+        if isinstance(entries, list) and entries and isinstance(entries[0], dict):
+            bus = entries[0].get("EventBusName")
+            if isinstance(bus, str):
+                seen["bus"] = bus.rsplit("/", 1)[-1]
         if isinstance(fields.get("QueueUrl"), str):
             seen["queue"] = fields["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
         if isinstance(fields.get("QueueName"), str):
@@ -369,6 +404,7 @@ def main(argv: list[str]) -> int:
     from moto.server import ThreadedMotoServer
 
     patch_moto_sqs()
+    patch_moto_streams()
     record_to = os.environ.get("PNS_IAM_OBSERVATIONS")
     if record_to:
         # The server builds its WSGI app from this name: wrap what it builds.

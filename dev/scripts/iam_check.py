@@ -39,6 +39,7 @@ FUNCTIONS = {
     "webhook": "WebhookFunction",
     "archiver": "ArchiverFunction",
     "reconciler": "ReconcilerFunction",
+    "publisher": "PublisherFunction",
 }
 OPERATOR = "pnsctl"
 
@@ -132,6 +133,8 @@ class Resolver:
             return self.value(props["BucketName"])
         if kind == "AWS::SecretsManager::Secret":
             return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf"
+        if kind == "AWS::Events::EventBus":
+            return self.value(props["Name"])
         return name
 
     def get_att(self, name: str, attribute: str):  # type: ignore[no-untyped-def]
@@ -139,6 +142,13 @@ class Resolver:
         kind, props = resource["Type"], resource.get("Properties", {})
         if kind == "AWS::DynamoDB::Table" and attribute == "Arn":
             return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{self.value(props['TableName'])}"
+        if kind == "AWS::DynamoDB::Table" and attribute == "StreamArn":
+            # The label is the stream's creation time; any one stands for all here. Real labels
+            # hold colons (…T00:48:05.899), which parliament's ARN matching splits on.
+            table = self.value(props["TableName"])
+            return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}/stream/label"
+        if kind == "AWS::Events::EventBus" and attribute == "Arn":
+            return f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{self.value(props['Name'])}"
         if kind == "AWS::SQS::Queue":
             queue = self.value(props["QueueName"])
             return {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}", "QueueName": queue}[
@@ -281,7 +291,11 @@ def observed_calls(path: str, names: dict, resolver: Resolver) -> tuple[set[Call
             continue  # the harness itself: test set-up and verification
         action = iam_action(o["service"], o["operation"])
         arn = None
-        if "table" in o and ("table", o["table"]) in names:
+        if "stream" in o and ("table", o["stream"]) in names:
+            arn = resolver.get_att(names[("table", o["stream"])], "StreamArn")
+        elif "bus" in o and ("bus", o["bus"]) in names:
+            arn = resolver.get_att(names[("bus", o["bus"])], "Arn")
+        elif "table" in o and ("table", o["table"]) in names:
             arn = resolver.get_att(names[("table", o["table"])], "Arn")
             if "index" in o:
                 arn += f"/index/{o['index']}"

@@ -12,6 +12,9 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub events: aws_sdk_eventbridge::Client,
+    /// What the clients were built from: for a client of another service (the harness).
+    pub config: aws_config::SdkConfig,
 }
 
 impl AwsClients {
@@ -59,6 +62,8 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
+            events: aws_sdk_eventbridge::Client::new(&shared),
+            config: shared,
         }
     }
 }

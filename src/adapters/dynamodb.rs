@@ -16,14 +16,50 @@ use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::RecordingStatus;
 use crate::domain::recording::MAX_DELIVERIES;
 use crate::ports::{
-    ArchivedRecording, BindingErrorLookup, BindingErrorStore, CopyChecksum, PendingCounts,
-    PendingRecording, PendingRecords, PortError, PutOutcome, RecordLookup, RecordStore,
+    ArchivedRecording, BindingErrorLookup, BindingErrorStore, CopyChecksum, ItemPage,
+    PendingCounts, PendingRecording, PendingRecords, PortError, PutOutcome, ReceivedSince,
+    RecordLookup, RecordStore,
 };
 
 type Item = HashMap<String, AttributeValue>;
 
 fn to_json(operation: &'static str, item: Item) -> Result<Map<String, Value>, PortError> {
     serde_dynamo::from_item(item).map_err(|e| PortError::new(operation, e))
+}
+
+/// One page of `table`'s items with `receivedAtEpoch >= epoch` (a filtered scan: an operator's
+/// recovery, not a hot path).
+async fn scan_received_since(
+    client: &Client,
+    table: &str,
+    epoch: i64,
+    start: Option<Map<String, Value>>,
+) -> Result<ItemPage, PortError> {
+    const OPERATION: &str = "Scan";
+    let start = start
+        .map(|key| serde_dynamo::to_item(key).map_err(|e| PortError::new(OPERATION, e)))
+        .transpose()?;
+    let page = client
+        .scan()
+        .table_name(table)
+        .filter_expression("receivedAtEpoch >= :since")
+        .expression_attribute_values(":since", AttributeValue::N(epoch.to_string()))
+        .set_exclusive_start_key(start)
+        .send()
+        .await
+        .map_err(|e| PortError::new(OPERATION, e))?;
+    Ok(ItemPage {
+        items: page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| to_json(OPERATION, item))
+            .collect::<Result<_, _>>()?,
+        next: page
+            .last_evaluated_key
+            .map(|key| to_json(OPERATION, key))
+            .transpose()?,
+    })
 }
 
 /// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
@@ -262,6 +298,16 @@ impl RecordStore for DynamoRecordStore {
     }
 }
 
+impl ReceivedSince for DynamoRecordStore {
+    async fn received_since(
+        &self,
+        epoch: i64,
+        start: Option<Map<String, Value>>,
+    ) -> Result<ItemPage, PortError> {
+        scan_received_since(&self.client, &self.table, epoch, start).await
+    }
+}
+
 impl RecordLookup for DynamoRecordStore {
     async fn item(&self, id: i64) -> Result<Option<Map<String, Value>>, PortError> {
         let out = self
@@ -439,6 +485,16 @@ impl DynamoBindingErrorStore {
 impl BindingErrorStore for DynamoBindingErrorStore {
     async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
         put_if_absent(&self.client, &self.table, "requestId", item).await
+    }
+}
+
+impl ReceivedSince for DynamoBindingErrorStore {
+    async fn received_since(
+        &self,
+        epoch: i64,
+        start: Option<Map<String, Value>>,
+    ) -> Result<ItemPage, PortError> {
+        scan_received_since(&self.client, &self.table, epoch, start).await
     }
 }
 

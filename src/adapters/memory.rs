@@ -8,11 +8,13 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::domain::events::Event;
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, BindingErrorStore, CopyChecksum, JobQueue, ObjectInfo, ObjectMeta,
-    ObjectStore, PartStream, PortError, PutOutcome, RecordLookup, RecordStore, UploadedPart,
+    ArchivedRecording, BindingErrorStore, CopyChecksum, EntryRefused, EventBus, JobQueue,
+    ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError, PutOutcome, RecordLookup,
+    RecordStore, UploadedPart,
 };
 
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
@@ -243,6 +245,17 @@ pub struct MemoryObjectStore {
 }
 
 impl ObjectStore for MemoryObjectStore {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError> {
+        let objects = self.objects.lock().expect("not poisoned");
+        let mut keys: Vec<String> = objects
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
     async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), PortError> {
         injected("PutObject", &self.fail_next)?;
         self.objects
@@ -313,5 +326,43 @@ impl ObjectStore for MemoryObjectStore {
 
     async fn abort_multipart(&self, _key: &str, _upload_id: &str) -> Result<(), PortError> {
         Ok(())
+    }
+}
+
+/// A bus that keeps what it accepted, in order. `refuse_entries` refuses that many entries
+/// one by one (EventBridge's partial failure); `fail_next` fails whole puts.
+#[derive(Default)]
+pub struct MemoryEventBus {
+    pub accepted: Mutex<Vec<Event>>,
+    pub puts: AtomicUsize,
+    pub refuse_entries: AtomicUsize,
+    pub fail_next: AtomicUsize,
+}
+
+impl MemoryEventBus {
+    pub fn ids(&self) -> Vec<String> {
+        let accepted = self.accepted.lock().expect("not poisoned");
+        accepted.iter().map(|e| e.id.clone()).collect()
+    }
+}
+
+impl EventBus for MemoryEventBus {
+    async fn put(&self, events: &[&Event]) -> Result<Vec<Result<(), EntryRefused>>, PortError> {
+        injected("PutEvents", &self.fail_next)?;
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        let mut accepted = self.accepted.lock().expect("not poisoned");
+        Ok(events
+            .iter()
+            .map(|event| {
+                if injected("PutEvents", &self.refuse_entries).is_err() {
+                    return Err(EntryRefused {
+                        code: "ThrottlingException".into(),
+                        message: "injected refusal".into(),
+                    });
+                }
+                accepted.push((*event).clone());
+                Ok(())
+            })
+            .collect())
     }
 }

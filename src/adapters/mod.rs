@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod dynamodb;
+pub mod eventbridge;
 pub mod http_client;
 pub mod http_source;
 pub mod memory;

@@ -208,6 +208,27 @@ impl ObjectStore for S3ObjectStore {
         Ok(Some(body.into_bytes()))
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PortError> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| PortError::new("ListObjectsV2", e))?;
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
+        }
+        Ok(keys)
+    }
+
     async fn start_multipart(&self, key: &str, meta: &ObjectMeta) -> Result<String, PortError> {
         let mut request = self
             .client

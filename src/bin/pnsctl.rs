@@ -7,13 +7,14 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
+use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::OpsConfig;
-use pns_cdr::ops::{self, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
+use pns_cdr::ops::{self, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
-/// The operator tool of pns-cdr: redrive, re-archive, show and replay.
+/// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish and report.
 #[derive(Parser)]
 #[command(
     name = "pnsctl",
@@ -24,10 +25,12 @@ use serde_json::Value;
        pnsctl show-call <callId>
        pnsctl binding-error <requestId>
        pnsctl binding-errors --did <did> [--day YYYY-MM-DD]
-       pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)",
+       pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)
+       pnsctl publish --since <RFC3339 time>
+       pnsctl report <query> [--json]",
     after_help = "Environment: PNS_TABLE_NAME, PNS_BINDING_ERRORS_TABLE, PNS_QUEUE_URL and \
-PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME, AWS_ENDPOINT_URL (the local stack's \
-emulator: http://127.0.0.1:4566)"
+PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME, PNS_EVENT_BUS_NAME, PNS_PHONE_NUMBERS, \
+PNS_PYTHON, AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -77,6 +80,23 @@ enum Command {
         url: String,
         #[command(flatten)]
         body: ReplayBody,
+    },
+    /// Publish again the events of every call record and binding error received since a
+    /// time (same event ids: consumers that dedupe see only what they missed).
+    Publish {
+        /// RFC 3339, e.g. 2026-11-30T08:00:00Z.
+        #[arg(long, value_parser = parse_time)]
+        since: time::OffsetDateTime,
+    },
+    /// Run one of the lake's named queries on the local stack's lake with DuckDB.
+    Report {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(
+            ops::lake::REPORTS.iter().map(|r| r.0)
+        ))]
+        query: String,
+        /// Print the rows as a JSON array of objects instead of columns.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,6 +149,25 @@ fn parse_day(text: &str) -> Result<time::Date, time::error::Parse> {
         text,
         time::macros::format_description!("[year]-[month]-[day]"),
     )
+}
+
+fn parse_time(text: &str) -> Result<time::OffsetDateTime, time::error::Parse> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+}
+
+/// The interpreter with DuckDB: `PNS_PYTHON`, else the project's virtualenv.
+fn python() -> String {
+    std::env::var("PNS_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| {
+            let venv = std::path::Path::new(".venv/bin/python");
+            if venv.exists() {
+                venv.display().to_string()
+            } else {
+                "python3".into()
+            }
+        })
 }
 
 /// Runs one verb; returns what to print.
@@ -186,6 +225,51 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 "{:#}",
                 Value::from_iter(items.into_iter().map(Value::Object))
             )
+        }
+        Command::Publish { since } => {
+            let phones = config
+                .phone_numbers
+                .as_deref()
+                .map_or(Ok(Default::default()), str::parse)?;
+            let calls = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
+            let errors = DynamoBindingErrorStore::new(
+                clients.dynamodb.clone(),
+                &config.binding_errors_table,
+            );
+            let bus = EventBridgeBus::new(clients.events.clone(), &config.event_bus);
+            let progress = ProgressBar::new_spinner();
+            let published = lake::publish_since(
+                &[&calls, &errors],
+                bus,
+                phones,
+                since.unix_timestamp(),
+                |n| progress.set_position(n as u64),
+            )
+            .await;
+            progress.finish_and_clear();
+            format!("published {} events to {}", published?, config.event_bus)
+        }
+        Command::Report { query, json } => {
+            if config.endpoint_url.is_none() {
+                anyhow::bail!(
+                    "pnsctl report runs on the local stack's lake (set AWS_ENDPOINT_URL); on AWS, \
+                     run the named query {query} in the stack's Athena workgroup (output \
+                     LakeWorkGroupName)"
+                );
+            }
+            let sql = lake::report_sql(&query)?;
+            let objects = S3ObjectStore::new(clients.s3.clone(), &config.bucket);
+            let dir = tempfile::tempdir()?;
+            lake::copy_lake(&objects, dir.path()).await?;
+            let table = lake::run_duckdb(&python(), sql, dir.path())?;
+            if json {
+                format!(
+                    "{:#}",
+                    Value::from_iter(table.objects().into_iter().map(Value::Object))
+                )
+            } else {
+                table.text().trim_end().to_owned()
+            }
         }
         Command::Replay { url, body } => {
             let source = match (body.file, body.s3_key) {

@@ -50,7 +50,7 @@ impl Throughput {
             "p50 ms",
             "p99 ms"
         ) + &row("floor: SDK PutItem (+SendMessage) to emulator", self.raw)
-            + &row("webhook over HTTP (pnsctl simulate's sender)", self.webhook)
+            + &row("webhook over HTTP (pns-sim's sender)", self.webhook)
             + &format!(
                 "ratio {:.2} of the floor (goal >= 0.80: {}); lost {} ({})\n",
                 self.ratio(),

@@ -32,6 +32,9 @@ pub fn names_from_env() -> ResourceNames {
         queue,
         bucket: var("PNS_BUCKET_NAME", defaults.bucket),
         secret: defaults.secret,
+        event_bus: var("PNS_EVENT_BUS_NAME", defaults.event_bus),
+        publisher_failures: defaults.publisher_failures,
+        lake_queue: defaults.lake_queue,
     }
 }
 

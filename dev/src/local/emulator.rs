@@ -80,6 +80,11 @@ pub struct ResourceNames {
     pub queue: String,
     pub dead_letter_queue: String,
     pub bucket: String,
+    pub event_bus: String,
+    /// The mappings' on-failure destination (`PublisherFailureQueue`).
+    pub publisher_failures: String,
+    /// Locally, the lake rule's target: the queue that stands in for Firehose.
+    pub lake_queue: String,
 }
 
 impl Default for ResourceNames {
@@ -94,6 +99,9 @@ impl Default for ResourceNames {
             queue: DEFAULT_QUEUE.into(),
             dead_letter_queue: DEFAULT_DLQ.into(),
             bucket: DEFAULT_BUCKET.into(),
+            event_bus: pns_cdr::config::DEFAULT_EVENT_BUS.into(),
+            publisher_failures: "pns-cdr-publisher-failures".into(),
+            lake_queue: "pns-cdr-lake".into(),
         }
     }
 }
@@ -109,6 +117,9 @@ impl ResourceNames {
             queue: format!("{}-{suffix}", d.queue),
             dead_letter_queue: format!("{}-{suffix}-dlq", d.queue),
             bucket: format!("{}-{suffix}", d.bucket),
+            event_bus: format!("{}-{suffix}", d.event_bus),
+            publisher_failures: format!("{}-{suffix}", d.publisher_failures),
+            lake_queue: format!("{}-{suffix}", d.lake_queue),
         }
     }
 }

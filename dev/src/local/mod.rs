@@ -1,15 +1,18 @@
 //! The whole system on one machine: the embedded AWS emulator, the webhook on
 //! `http://127.0.0.1:3000/pns/call-result`, the archiver draining the queue as Lambda's event
-//! source would, and a fake NXCLOUD recording host. Same handler code as on Lambda.
+//! source would, the publisher reading the tables' streams onto the emulator's event bus, the
+//! lake filled from the bus, and a fake NXCLOUD recording host. Same handler code as on Lambda.
 
 pub mod demo;
 pub mod emulator;
 pub mod fake_nxcloud;
 pub mod fault_proxy;
+pub mod lake;
 pub mod poller;
 pub mod resources;
 pub mod runtime_api;
 pub mod server;
+pub mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,18 +24,20 @@ use emulator::{Emulator, Queues, ResourceNames};
 use fake_nxcloud::FakeNxcloud;
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
+use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::secrets::{SecretError, SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::sqs::SqsJobQueue;
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
+use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
 use pns_cdr::handlers::reconciler::{Reconciler, ReconcilerSettings};
 use pns_cdr::handlers::webhook::{
     Webhook, WebhookSettings, BINDING_ERROR_ROUTE, CALL_RESULT_ROUTE,
 };
 use pns_cdr::telemetry::ErrorChain;
-use resources::{create_resources, create_secret, Template};
+use resources::{create_downstream, create_resources, create_secret, Downstream, Template};
 
 /// The token `make run` accepts.
 pub const LOCAL_TOKEN: &str = "local-dev-token";
@@ -46,6 +51,9 @@ pub type LocalArchiver =
 
 /// The reconciler as the local stack and the Lambda wire it.
 pub type LocalReconciler = Reconciler<DynamoRecordStore, SqsJobQueue>;
+
+/// The publisher as the local stack and the Lambda wire it.
+pub type LocalPublisher = Publisher<EventBridgeBus>;
 
 /// How often `make run` runs the reconciler (the template schedules it every 15 minutes).
 pub const LOCAL_RECONCILE_EVERY: Duration = Duration::from_secs(60);
@@ -79,6 +87,9 @@ pub struct LocalOptions {
     pub http_timeouts: HttpTimeouts,
     /// Archivers draining the queue at once (the template reserves `ArchiverConcurrency`).
     pub pollers: usize,
+    /// Read the tables' streams into events, and the bus into the lake, in the background.
+    pub events: bool,
+    pub publisher: PublisherSettings,
 }
 
 impl Default for LocalOptions {
@@ -109,6 +120,8 @@ impl Default for LocalOptions {
             reconcile_every: LOCAL_RECONCILE_EVERY,
             http_timeouts: HttpTimeouts::default(),
             pollers: 1,
+            events: true,
+            publisher: PublisherSettings::default(),
         }
     }
 }
@@ -174,6 +187,9 @@ pub struct LocalStack {
     /// The archiver's own SQS client: what the SQS event source polls with.
     archiver_sqs: aws_sdk_sqs::Client,
     pub reconciler: Arc<LocalReconciler>,
+    pub publisher: Arc<LocalPublisher>,
+    /// The tables' streams and the queues around the publisher and the lake.
+    pub downstream: Downstream,
     function_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -204,6 +220,7 @@ impl LocalStack {
         )
         .await?;
         let secret = create_secret(&template, &clients, &options.names, &options.tokens).await?;
+        let downstream = create_downstream(&template, &clients, &options.names).await?;
         let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
             .map_err(LocalError::RecordingHosts)?;
 
@@ -245,6 +262,13 @@ impl LocalStack {
             settings: options.reconciler.clone(),
         });
 
+        // Lambda's DynamoDB event source reads the streams with the publisher's role.
+        let publisher_clients = caller("publisher").await?;
+        let publisher = Arc::new(Publisher {
+            bus: EventBridgeBus::new(publisher_clients.events.clone(), &options.names.event_bus),
+            settings: options.publisher.clone(),
+        });
+
         let bind = |port: u16| async move {
             TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -281,6 +305,32 @@ impl LocalStack {
                 }
             }));
         }
+        if options.events {
+            let streams = aws_sdk_dynamodbstreams::Client::new(&publisher_clients.config);
+            let mapping = template.properties("PublisherCallsStream")?;
+            for stream_arn in [&downstream.calls_stream, &downstream.binding_errors_stream] {
+                tasks.push(tokio::spawn(streams::drain(
+                    streams.clone(),
+                    publisher_clients.sqs.clone(),
+                    publisher.clone(),
+                    streams::Mapping {
+                        stream_arn: stream_arn.clone(),
+                        batch_size: mapping["BatchSize"].as_i64().unwrap_or(100) as i32,
+                        max_retries: mapping["MaximumRetryAttempts"].as_u64().unwrap_or(10) as u32,
+                        pause: Duration::from_millis(250),
+                        failure_queue_url: downstream.publisher_failures_url.clone(),
+                    },
+                )));
+            }
+            // Firehose writes with its own role: "firehose" to the IAM check, not a function.
+            let firehose = caller("firehose").await?;
+            tasks.push(tokio::spawn(lake::deliver(
+                firehose.sqs,
+                firehose.s3,
+                downstream.lake_queue_url.clone(),
+                options.names.bucket.clone(),
+            )));
+        }
         Ok(Self {
             _emulator: emulator,
             endpoint,
@@ -293,6 +343,8 @@ impl LocalStack {
             archiver,
             archiver_sqs: archiver_clients.sqs,
             reconciler,
+            publisher,
+            downstream,
             function_timeout: options.function_timeout,
             tasks,
         })

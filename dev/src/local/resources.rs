@@ -1,6 +1,6 @@
 //! The stack's resources in the emulator, built from `template.yaml`'s own definitions: the
-//! tables (keys, indexes, TTL), the queues (visibility, retention, redrive), the bucket
-//! (versioning) and the token secret. A change to the template changes the local stack.
+//! tables (keys, indexes, TTL, streams), the queues (visibility, retention, redrive), the
+//! bucket (versioning), the token secret, the event bus and the lake rule. A change to the template changes the local stack.
 //! Only the names are local (per-test suffixes), and a test may shorten the visibility.
 //!
 //! With `PNS_IAM_RESOURCES=<file>` set, each physical name is written there with the
@@ -11,7 +11,8 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -42,7 +43,7 @@ impl Template {
     }
 
     /// The `Properties` of resource `logical`.
-    fn properties(&self, logical: &str) -> Result<&Value, EmulatorError> {
+    pub fn properties(&self, logical: &str) -> Result<&Value, EmulatorError> {
         self.0["Resources"]
             .get(logical)
             .map(|r| &r["Properties"])
@@ -159,6 +160,133 @@ pub async fn create_resources(
         queue_url,
         dead_letter_queue_url,
     })
+}
+
+/// What the publisher and the lake need: the tables' streams and the queues around them.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub calls_stream: String,
+    pub binding_errors_stream: String,
+    pub publisher_failures_url: String,
+    /// Where the lake rule delivers: locally a queue, drained into `analytics/` as Firehose
+    /// would write it.
+    pub lake_queue_url: String,
+}
+
+/// Creates the bus, the lake rule (its pattern from `LakeRule`, its target a queue standing
+/// in for Firehose) and the publisher's failure queue; returns them with the tables' streams.
+pub async fn create_downstream(
+    template: &Template,
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> Result<Downstream, EmulatorError> {
+    let failures = template.properties("PublisherFailureQueue")?;
+    let publisher_failures_url = create_queue(
+        clients,
+        &names.publisher_failures,
+        vec![(
+            QueueAttributeName::MessageRetentionPeriod,
+            number(
+                &failures["MessageRetentionPeriod"],
+                "the failure queue's retention",
+            )?,
+        )],
+    )
+    .await?;
+    register("queue", &names.publisher_failures, "PublisherFailureQueue");
+    let lake_queue_url = create_queue(clients, &names.lake_queue, Vec::new()).await?;
+    let lake_queue_arn = queue_arn(clients, &lake_queue_url).await?;
+
+    template.properties("EventBus")?;
+    let events = setup("the event bus");
+    let created = clients
+        .events
+        .create_event_bus()
+        .name(&names.event_bus)
+        .send()
+        .await;
+    if let Err(e) = created {
+        let exists = e
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_already_exists_exception());
+        if !exists {
+            return Err(events(
+                aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string(),
+            ));
+        }
+    }
+    register("bus", &names.event_bus, "EventBus");
+    let rule = template.properties("LakeRule")?;
+    let pattern =
+        serde_json::to_string(&rule["EventPattern"]).map_err(|e| invalid(e.to_string()))?;
+    let rule_name = format!("{}-lake", names.event_bus);
+    let rules = setup("the lake rule");
+    clients
+        .events
+        .put_rule()
+        .name(&rule_name)
+        .event_bus_name(&names.event_bus)
+        .event_pattern(pattern)
+        .send()
+        .await
+        .map_err(|e| rules(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+    clients
+        .events
+        .put_targets()
+        .rule(&rule_name)
+        .event_bus_name(&names.event_bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("lake")
+                .arn(lake_queue_arn)
+                .build()
+                .expect("complete"),
+        )
+        .send()
+        .await
+        .map_err(|e| rules(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
+
+    let stream = |table: &str| {
+        let table = table.to_owned();
+        async move {
+            clients
+                .dynamodb
+                .describe_table()
+                .table_name(&table)
+                .send()
+                .await
+                .map_err(|e| {
+                    setup("a table's stream")(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                    )
+                })?
+                .table
+                .and_then(|t| t.latest_stream_arn)
+                .ok_or_else(|| setup("a table's stream")(format!("{table} has no stream")))
+        }
+    };
+    Ok(Downstream {
+        calls_stream: stream(&names.table).await?,
+        binding_errors_stream: stream(&names.binding_errors_table).await?,
+        publisher_failures_url,
+        lake_queue_url,
+    })
+}
+
+async fn queue_arn(clients: &AwsClients, url: &str) -> Result<String, EmulatorError> {
+    Ok(clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| {
+            setup("a queue's ARN")(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+        })?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .unwrap_or_default())
 }
 
 /// Creates the token secret (the template generates its value; locally it is `tokens`)
@@ -289,6 +417,15 @@ async fn create_table(
         .set_attribute_definitions(Some(attributes))
         .set_key_schema(Some(key_schema(&table["KeySchema"])?))
         .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .set_stream_specification(table["StreamSpecification"]["StreamViewType"].as_str().map(
+            |view| {
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(view))
+                    .build()
+                    .expect("complete")
+            },
+        ))
         .billing_mode(BillingMode::from(text(
             &table["BillingMode"],
             "BillingMode",

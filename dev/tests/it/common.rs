@@ -51,6 +51,8 @@ pub fn options() -> LocalOptions {
         webhook_port: 0,
         recordings_port: 0,
         drain: false,
+        // Streams and the lake only where a test looks at events (events.rs).
+        events: false,
         ..LocalOptions::default()
     };
     options.archiver.backoff_base = Duration::ZERO;

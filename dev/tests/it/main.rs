@@ -5,6 +5,7 @@ mod common;
 
 mod archiver;
 mod docs;
+mod events;
 mod faults;
 mod hostile;
 mod logs;

@@ -1,0 +1,26 @@
+//! The publisher Lambda: the tables' DynamoDB stream -> `handlers::publisher` -> the event bus.
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pns_cdr::adapters::{aws::AwsClients, eventbridge::EventBridgeBus};
+use pns_cdr::config::PublisherConfig;
+use pns_cdr::handlers::publisher::Publisher;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    pns_cdr::telemetry::init();
+    let config = PublisherConfig::from_env()?;
+    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+    let publisher = Publisher {
+        bus: EventBridgeBus::new(clients.events, &config.event_bus),
+        settings: config.settings,
+    };
+    let publisher = &publisher;
+    run(service_fn(
+        move |event: LambdaEvent<StreamEvent>| async move {
+            Ok::<DynamoDbEventResponse, Error>(publisher.handle(event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,275 @@
+//! The operator's verbs for what is downstream: re-publish events, and run the lake's named
+//! queries (`pnsctl publish`, `pnsctl report`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Map, Value};
+use tracing::info;
+
+use crate::domain::events::{events_for_item, PhoneNumbers};
+use crate::handlers::publisher::{Publisher, PublisherSettings};
+use crate::ports::{EventBus, ObjectStore, PortError, ReceivedSince};
+
+/// The lake's named queries by name: `analytics/queries/<name>.sql`, the SQL the template's
+/// Athena named queries hold (a template test compares them).
+pub const REPORTS: &[(&str, &str)] = &[
+    (
+        "answer-rate-per-did",
+        include_str!("../../analytics/queries/answer-rate-per-did.sql"),
+    ),
+    (
+        "calls-per-business-per-day",
+        include_str!("../../analytics/queries/calls-per-business-per-day.sql"),
+    ),
+    (
+        "hangup-causes",
+        include_str!("../../analytics/queries/hangup-causes.sql"),
+    ),
+    (
+        "recording-coverage",
+        include_str!("../../analytics/queries/recording-coverage.sql"),
+    ),
+    (
+        "unbound-calls-per-did-per-day",
+        include_str!("../../analytics/queries/unbound-calls-per-did-per-day.sql"),
+    ),
+];
+
+/// The lake table's columns, as the Glue table `events` has them.
+pub const LAKE_TABLE: &str = include_str!("../../analytics/events-table.json");
+
+/// Runs a query on a local copy of the lake with DuckDB (Python, in the project's virtualenv).
+const DUCKDB_REPORT: &str = include_str!("../../analytics/duckdb_report.py");
+
+/// Where the lake's files are in the bucket.
+pub const LAKE_PREFIX: &str = "analytics/events/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("no report {0:?}; the reports are: {reports}", reports = report_names())]
+    UnknownReport(String),
+    #[error("cannot run {python}: {source} (make venv installs DuckDB; PNS_PYTHON names another interpreter)")]
+    Python {
+        python: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the DuckDB report failed: {0}")]
+    Query(String),
+    #[error("cannot copy the lake to {}", path.display())]
+    Copy {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{published} events published, then the bus kept refusing one; run the command again")]
+    Refused { published: usize },
+    #[error(transparent)]
+    Aws(#[from] PortError),
+}
+
+fn report_names() -> String {
+    REPORTS.iter().map(|r| r.0).collect::<Vec<_>>().join(", ")
+}
+
+/// The SQL of report `name`.
+pub fn report_sql(name: &str) -> Result<&'static str, LakeError> {
+    REPORTS
+        .iter()
+        .find(|r| r.0 == name)
+        .map(|r| r.1)
+        .ok_or_else(|| LakeError::UnknownReport(name.to_owned()))
+}
+
+/// A report's answer: column names and rows.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    /// The rows as JSON objects, column name to value.
+    pub fn objects(&self) -> Vec<Map<String, Value>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .cloned()
+                    .zip(row.iter().cloned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Aligned text columns, for a terminal.
+    pub fn text(&self) -> String {
+        let cell = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        let cells: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(cell).collect())
+            .collect();
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                cells
+                    .iter()
+                    .map(|r| r[i].len())
+                    .chain([c.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |values: Vec<&str>| {
+            let padded: Vec<String> = values
+                .iter()
+                .zip(&widths)
+                .map(|(v, w)| format!("{v:<w$}"))
+                .collect();
+            padded.join("  ").trim_end().to_owned() + "\n"
+        };
+        let mut out = line(self.columns.iter().map(String::as_str).collect());
+        for row in &cells {
+            out += &line(row.iter().map(String::as_str).collect());
+        }
+        out
+    }
+}
+
+/// Copies the lake's files from the bucket into `dir`, keeping their `day=` folders.
+pub async fn copy_lake(objects: &impl ObjectStore, dir: &Path) -> Result<usize, LakeError> {
+    let keys = objects.list(LAKE_PREFIX).await?;
+    for key in &keys {
+        let Some(body) = objects.get(key).await? else {
+            continue; // deleted since the listing
+        };
+        let path = dir.join(key.trim_start_matches(LAKE_PREFIX));
+        let copied = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, &body));
+        copied.map_err(|source| LakeError::Copy { path, source })?;
+    }
+    Ok(keys.len())
+}
+
+/// Runs `sql` (Athena's dialect) on the lake files under `lake` with DuckDB, through
+/// `python`: the query is transpiled by sqlglot, the table built with the Glue table's
+/// columns.
+pub fn run_duckdb(python: &str, sql: &str, lake: &Path) -> Result<Table, LakeError> {
+    let request = serde_json::json!({
+        "sql": sql,
+        "table": serde_json::from_str::<Value>(LAKE_TABLE).expect("the lake table is JSON"),
+        "lake": lake,
+    });
+    let spawn_error = |source| LakeError::Python {
+        python: python.to_owned(),
+        source,
+    };
+    let mut child = Command::new(python)
+        .args(["-c", DUCKDB_REPORT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(request.to_string().as_bytes())
+        .map_err(spawn_error)?;
+    let out = child.wait_with_output().map_err(spawn_error)?;
+    if !out.status.success() {
+        return Err(LakeError::Query(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| LakeError::Query(e.to_string()))
+}
+
+/// Re-publishes the events of every item received since `since` (Unix seconds) in each of
+/// `tables`, as the stream published them: the same event ids, so consumers that dedupe see
+/// nothing new, and the lake gains what it missed.
+pub async fn publish_since<B: EventBus>(
+    tables: &[&dyn ReceivedSinceDyn],
+    bus: B,
+    phones: PhoneNumbers,
+    since: i64,
+    progress: impl Fn(usize),
+) -> Result<usize, LakeError> {
+    let publisher = Publisher {
+        bus,
+        settings: PublisherSettings {
+            phones,
+            ..PublisherSettings::default()
+        },
+    };
+    let mut published = 0;
+    for table in tables {
+        let mut start = None;
+        loop {
+            let page = table.page(since, start.take()).await?;
+            let mut events = Vec::new();
+            for item in &page.items {
+                // Items that are not ours (none should be) have nothing to publish.
+                events.extend(events_for_item(item, phones).unwrap_or_default());
+            }
+            published += publisher
+                .put_all(events)
+                .await
+                .map_err(|n| LakeError::Refused {
+                    published: published + n,
+                })?;
+            progress(published);
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+        }
+    }
+    info!(
+        published,
+        since,
+        outcome = "republished",
+        "events published again"
+    );
+    Ok(published)
+}
+
+/// [`ReceivedSince`] as a trait object, so one call walks both tables.
+pub trait ReceivedSinceDyn: Send + Sync {
+    fn page<'a>(
+        &'a self,
+        epoch: i64,
+        start: Option<Map<String, Value>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<crate::ports::ItemPage, PortError>> + Send + 'a,
+        >,
+    >;
+}
+
+impl<T: ReceivedSince> ReceivedSinceDyn for T {
+    fn page<'a>(
+        &'a self,
+        epoch: i64,
+        start: Option<Map<String, Value>>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<crate::ports::ItemPage, PortError>> + Send + 'a,
+        >,
+    > {
+        Box::pin(self.received_since(epoch, start))
+    }
+}
