@@ -73,6 +73,8 @@ pub async fn measure(mut options: LocalOptions) -> anyhow::Result<RequestCounts>
     let proxy = FaultProxy::start(&emulator).await?;
     options.endpoint_url = Some(proxy.endpoint.clone());
     options.drain = false;
+    // The publisher's stream reads are not the push's.
+    options.events = false;
     options.webhook_port = 0;
     options.recordings_port = 0;
     let stack = LocalStack::start(options).await?;

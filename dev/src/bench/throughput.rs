@@ -79,6 +79,8 @@ pub async fn measure(
         webhook_port: 0,
         recordings_port: 0,
         drain: false,
+        // The webhook's rate against the emulator's: stream reads would share its one core.
+        events: false,
         ..LocalOptions::default()
     };
 

@@ -1,5 +1,5 @@
-//! What `make run` prints, what `make demo` does, and the single-copy run `make bench-archiver`
-//! measures.
+//! What `make run` prints, what `make demo` does (pushes, what landed, the events, a lake
+//! report), and the single-copy run `make bench-archiver` measures.
 
 use std::time::{Duration, Instant};
 
@@ -9,10 +9,12 @@ use time::OffsetDateTime;
 
 use super::emulator::ResourceNames;
 use super::{LocalOptions, LocalStack, LOCAL_TOKEN};
+use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
 use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::handlers::archiver::Outcome;
+use pns_cdr::ops::lake::{copy_lake, report_sql, run_duckdb, LAKE_PREFIX};
 use pns_cdr::ports::RecordStore;
 
 /// Resource names from the same variables the functions read, with the template's defaults.
@@ -59,12 +61,20 @@ pub fn print_banner(stack: &LocalStack) {
     );
     println!("  bucket       {}", stack.names.bucket);
     println!(
+        "  events       bus {}; lake s3://{}/{LAKE_PREFIX}",
+        stack.names.event_bus, stack.names.bucket
+    );
+    println!(
         "  recordings   {}",
         stack.recordings.url("sample", 65536, "")
     );
     println!(
         "try: curl -s -XPOST '{}?token={LOCAL_TOKEN}' --data-binary @events/bodies/call-result.json",
         stack.webhook_url
+    );
+    println!(
+        "then: AWS_ENDPOINT_URL={} cargo run --quiet --bin pnsctl -- report calls-per-business-per-day",
+        stack.endpoint
     );
     println!("Ctrl-C stops everything.");
 }
@@ -218,7 +228,41 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
             object.size().unwrap_or_default()
         );
     }
+
+    // Four events: two calls recorded, the recording archived, the unbound call.
+    println!(
+        "\n== events on bus {} (the lake under {LAKE_PREFIX})",
+        stack.names.event_bus
+    );
+    let objects = S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket);
+    let lake = tempfile::tempdir()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let copied = copy_lake(&objects, lake.path()).await?;
+        let sql = "SELECT detail_type, detail.eventId AS event_id FROM events ORDER BY \"time\", 2";
+        let table = run_duckdb(&python(), sql, lake.path())?;
+        if table.rows.len() >= 4 || (copied > 0 && Instant::now() > deadline) {
+            break table;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    print!("{}", events.text());
+    println!("\n== pnsctl report recording-coverage");
+    print!(
+        "{}",
+        run_duckdb(&python(), report_sql("recording-coverage")?, lake.path())?.text()
+    );
     Ok(())
+}
+
+/// The interpreter with DuckDB: `PNS_PYTHON`, else the project's virtualenv.
+fn python() -> String {
+    std::env::var("PNS_PYTHON").unwrap_or_else(|_| {
+        crate::repo_root()
+            .join(".venv/bin/python")
+            .display()
+            .to_string()
+    })
 }
 
 /// Archives one generated recording of `size` bytes through the real archiver and prints the
@@ -228,6 +272,7 @@ pub async fn archive_one(mut options: LocalOptions, size: u64) -> anyhow::Result
     options.recordings_port = 0;
     options.emulator_port = 0;
     options.drain = false;
+    options.events = false;
     let stack = LocalStack::start(options).await?;
     let url = stack.recordings.url("bench", size, "");
     // A fresh id per run, so runs can share one emulator.

@@ -4,13 +4,11 @@
 //! writes Parquet against the Glue table. `pnsctl report` reads either shape through the
 //! same columns.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use pns_cdr::ops::lake::LAKE_PREFIX;
-use serde_json::Value;
 use tracing::warn;
 
 /// Drains the lake queue into the bucket until the task is aborted.
@@ -49,33 +47,27 @@ pub async fn deliver_once(
     if messages.is_empty() {
         return Ok(0);
     }
-    // One file per day per round, as Firehose's `!{timestamp:yyyy-MM-dd}` prefix splits them.
-    let mut days: BTreeMap<String, String> = BTreeMap::new();
+    // One file per round under the day it arrived (UTC), as Firehose's `!{timestamp:...}`
+    // prefix names the day a record reached the stream, not the event's own time.
+    let day = time::OffsetDateTime::now_utc().date();
+    let mut lines = String::new();
     for message in &messages {
-        let body = message.body().unwrap_or_default();
-        let day = serde_json::from_str::<Value>(body)
-            .ok()
-            .and_then(|event| event["time"].as_str().map(|t| t.chars().take(10).collect()))
-            .unwrap_or_else(|| "unknown".to_owned());
-        let file = days.entry(day).or_default();
-        file.push_str(body);
-        file.push('\n');
+        lines.push_str(message.body().unwrap_or_default());
+        lines.push('\n');
     }
-    for (day, lines) in days {
-        let key = format!(
-            "{LAKE_PREFIX}day={day}/local-{}-{}.json",
-            std::process::id(),
-            FILE.fetch_add(1, Ordering::Relaxed)
-        );
-        s3.put_object()
-            .bucket(bucket)
-            .key(key)
-            .content_type("application/x-ndjson")
-            .body(lines.into_bytes().into())
-            .send()
-            .await
-            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
-    }
+    let key = format!(
+        "{LAKE_PREFIX}day={day}/local-{}-{}.json",
+        std::process::id(),
+        FILE.fetch_add(1, Ordering::Relaxed)
+    );
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/x-ndjson")
+        .body(lines.into_bytes().into())
+        .send()
+        .await
+        .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
     let entries = messages
         .iter()
         .enumerate()

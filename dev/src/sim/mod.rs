@@ -16,6 +16,7 @@
 //! Anything else counts as lost, and `pns-sim` exits non-zero.
 
 mod plan;
+pub mod reports;
 mod send;
 mod verify;
 
@@ -29,7 +30,7 @@ use pns_cdr::ports::PortError;
 
 pub use plan::{
     plan, push_body, Expect, FixedRecording, PlannedRecord, PlannedRecording, RecordingHost,
-    Workload,
+    Workload, SIM_DIDS,
 };
 pub use send::{
     percentile, send, Delivery, SendReport, NXCLOUD_RETRY_INTERVAL, NXCLOUD_RETRY_WINDOW,
@@ -146,9 +147,21 @@ pub struct SimulateArgs {
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Wait this long for archiving and empty queues.
+    /// Wait this long for archiving and empty queues (and, with --reports, for the lake).
     #[arg(long, default_value = "120s")]
     pub settle: humantime::Duration,
+    /// Then run every named query of the lake on this run's events (`pnsctl report`'s code,
+    /// DuckDB from PNS_PYTHON or .venv) and check each answer against what was sent.
+    #[arg(long)]
+    pub reports: bool,
+    /// NXCLOUD's zone for binding errors' occurrenceTime, as the stack's NxcloudUtcOffset.
+    #[arg(long, default_value = "+08:00", value_parser = parse_offset)]
+    pub nxcloud_utc_offset: time::UtcOffset,
+}
+
+fn parse_offset(text: &str) -> Result<time::UtcOffset, String> {
+    pns_cdr::domain::binding::parse_utc_offset(text)
+        .ok_or_else(|| format!("{text:?} is not an offset like +08:00"))
 }
 
 /// A whole `pns-sim` run.
@@ -159,6 +172,8 @@ pub struct Simulation {
     pub recordings: Recordings,
     /// How long verification waits for recordings to settle and queues to drain.
     pub settle: Duration,
+    /// Check the lake's named queries too, binding errors dated in this zone.
+    pub reports: Option<time::UtcOffset>,
 }
 
 impl TryFrom<SimulateArgs> for Simulation {
@@ -218,6 +233,7 @@ impl TryFrom<SimulateArgs> for Simulation {
             delivery,
             recordings,
             settle: args.settle.into(),
+            reports: args.reports.then_some(args.nxcloud_utc_offset),
         })
     }
 }
@@ -246,7 +262,15 @@ impl Simulation {
         let records = plan(&self.workload, host);
         let sent = send(&records, &self.delivery).await?;
         let verified = verify(target, &records, &sent, self.settle).await?;
-        Ok((summary(&sent, &verified), verified.passed()))
+        let mut text = summary(&sent, &verified);
+        let mut passed = verified.passed();
+        if let Some(offset) = self.reports {
+            let python = std::env::var("PNS_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+            let verdicts = reports::check(target, &records, offset, &python, self.settle).await?;
+            text += &reports::summary(&verdicts);
+            passed &= verdicts.iter().all(|(_, v)| v.is_ok());
+        }
+        Ok((text, passed))
     }
 }
 

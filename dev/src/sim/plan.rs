@@ -108,18 +108,32 @@ impl RecordingHost for FixedRecording {
     }
 }
 
+/// The masked numbers (DIDs) the simulated account rents, in the fictional 5559xxxx range.
+pub const SIM_DIDS: [&str; 6] = [
+    "85255590001",
+    "85255590002",
+    "85255590003",
+    "85255590004",
+    "85255590005",
+    "85255590006",
+];
+
 /// A realistic push body: an answered call with a recording, or an unanswered one without.
 pub fn push_body(id: i64, recording_url: Option<&str>, rng: &mut Rng) -> String {
     let start = 1_767_225_600 + rng.i64(0..86_400 * 300);
     // Fictional numbers in Hong Kong's 5550xxxx range: never a real subscriber.
     let number = |rng: &mut Rng| format!("852555{:05}", rng.u32(0..100_000));
+    // A few businesses and masked numbers, as a real account has: the lake's per-business
+    // and per-DID reports then have something to add up.
+    let business = ["sim_busi_a", "sim_busi_b", "sim_busi_c"][rng.usize(0..3)];
+    let did = SIM_DIDS[rng.usize(0..SIM_DIDS.len())];
     let mut body = json!({
         "id": id,
-        "businessId": "sim_busi",
+        "businessId": business,
         "customerBindId": rng.u32(1..=50).to_string(),
         "bindId": format!("{:032x}", rng.u128(..)),
         "callId": (1_604_763_745_256_000_000i64 + id).to_string(),
-        "did": number(rng),
+        "did": did,
         "caller": number(rng),
         "callee": number(rng),
         "callStatusMsg": "",
@@ -168,7 +182,7 @@ pub fn binding_error_body(request_id: &str, rng: &mut Rng) -> String {
         "requestId": request_id,
         "data": {
             "action": "queryAXB",
-            "requestParams": {"caller": number(rng), "did": number(rng)},
+            "requestParams": {"caller": number(rng), "did": SIM_DIDS[rng.usize(0..SIM_DIDS.len())]},
             "occurrenceTime": format!("2026-03-{day:02} {hour:02}:{minute:02}:{second:02}"),
         }
     })

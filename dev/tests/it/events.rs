@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use pns_cdr::domain::events::DetailType;
-use pns_cdr::ops::lake::LAKE_PREFIX;
+use pns_cdr::ops::lake::{Table, LAKE_PREFIX};
 use pns_cdr_dev::local::{streams, LocalStack, LOCAL_TOKEN};
+use pns_cdr_dev::sim::{
+    plan, reports, send, summary, verify, Delivery, Expect, PlannedRecording, RecordingHost,
+    Workload,
+};
 use serde_json::Value;
 
 /// A stack whose streams, bus and lake run, with the archiver draining its queue.
@@ -242,6 +246,22 @@ async fn replaying_a_stream_batch_publishes_nothing_new_to_consumers_that_dedupe
     let again = lake_until(&stack, |events| events.len() >= first.len() + 5).await;
     assert_eq!(event_ids(&again), event_ids(&first));
     assert_valid(&again);
+    // The reports count each call once although the lake now holds every event twice.
+    let python = pns_cdr_dev::repo_root().join(".venv/bin/python");
+    let objects =
+        pns_cdr::adapters::s3::S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket);
+    let dir = tempfile::tempdir().unwrap();
+    pns_cdr::ops::lake::copy_lake(&objects, dir.path())
+        .await
+        .unwrap();
+    let sql = pns_cdr::ops::lake::report_sql("hangup-causes").unwrap();
+    let table = pns_cdr::ops::lake::run_duckdb(python.to_str().unwrap(), sql, dir.path()).unwrap();
+    let calls: i64 = table
+        .objects()
+        .iter()
+        .map(|r| r["calls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(calls, 5, "{table:?}");
 }
 
 #[tokio::test]
@@ -286,4 +306,109 @@ async fn a_batch_the_bus_keeps_refusing_is_described_in_the_failure_queue() {
     // The record itself is safe: it is in the table, only its event is missing.
     assert!(item(&stack, 701).await.is_some());
     assert!(lake(&stack).await.is_empty());
+}
+
+/// Recordings that archive, one whose host is off the allow-list (refused at intake) and one
+/// that is not audio (failed by the archiver), in turn.
+struct Mixed(pns_cdr_dev::local::fake_nxcloud::FakeNxcloud);
+
+impl RecordingHost for Mixed {
+    fn recording(&self, id: i64, size: u64, seed: u64) -> PlannedRecording {
+        let failed = |url: String, reason: &str| PlannedRecording {
+            url,
+            expect: Expect::Failed {
+                reason_contains: reason.into(),
+            },
+        };
+        match id % 4 {
+            0 => failed(
+                format!("https://files.example.org/{id}.mp3"),
+                "not in the allow-list",
+            ),
+            1 => failed(
+                self.0.url(
+                    &format!("html-{id}"),
+                    size,
+                    &format!("seed={seed}&ctype=text/html"),
+                ),
+                "Content-Type is text/html",
+            ),
+            _ => self.0.recording(id, size, seed),
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_named_query_answers_what_the_simulator_sent() {
+    let stack = stack_with_events().await;
+    let workload = Workload {
+        first_id: 800,
+        count: 60,
+        duplicate_share: 0.3,
+        conflict_share: 0.05,
+        recording_share: 0.6,
+        recording_sizes: vec![4096],
+        binding_error_share: 0.25,
+        seed: 12,
+    };
+    let host = Mixed(
+        pns_cdr_dev::local::fake_nxcloud::FakeNxcloud::start(0)
+            .await
+            .unwrap(),
+    );
+    let records = plan(&workload, Some(&host));
+    let mut delivery = Delivery::new(format!("{}?token={LOCAL_TOKEN}", stack.webhook_url));
+    delivery.binding_error_url = Some(format!("{}?token={LOCAL_TOKEN}", stack.binding_error_url));
+    delivery.retry_interval = Duration::from_millis(200);
+    delivery.retry_window = Duration::from_secs(20);
+    let sent = send(&records, &delivery).await.unwrap();
+    let target = stack.target();
+    let verified = verify(&target, &records, &sent, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(verified.passed(), "{}", summary(&sent, &verified));
+
+    let python = pns_cdr_dev::repo_root().join(".venv/bin/python");
+    let python = python.to_str().unwrap();
+    let offset = time::macros::offset!(+8);
+    let verdicts = reports::check(&target, &records, offset, python, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(verdicts.len(), 5);
+    for (name, verdict) in &verdicts {
+        assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
+    }
+
+    // The operator's command answers the same: the stack's lake holds only this run.
+    let expected = reports::expected(&records, offset);
+    for name in ["answer-rate-per-did", "recording-coverage"] {
+        let out = tokio::process::Command::new(pnsctl_binary())
+            .args(["report", name, "--json"])
+            .env("AWS_ENDPOINT_URL", &stack.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "pnsctl")
+            .env("PNS_BUCKET_NAME", &stack.names.bucket)
+            .env("PNS_PYTHON", python)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Vec<serde_json::Map<String, Value>> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        let columns: Vec<String> = rows
+            .first()
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default();
+        let table = Table {
+            rows: rows
+                .iter()
+                .map(|r| columns.iter().map(|c| r[c].clone()).collect())
+                .collect(),
+            columns,
+        };
+        reports::compare(&expected[name], &table).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
 }
