@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test test-faults emulator-check iam-check lint fmt-check clippy template-lint bench bench-webhook bench-release bench-cold-start bench-requests bench-throughput bench-archiver fuzz package deploy clean
+.PHONY: help venv run demo test test-faults emulator-check iam-check lint fmt-check clippy template-lint bench bench-cpu bench-release bench-cold-start bench-requests bench-throughput bench-events bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -101,18 +101,18 @@ fuzz: $(CARGO_FUZZ) ## Coverage-guided fuzzing of the push parser and the URL po
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run parse_push corpus/parse_push ../events/bodies -- -max_total_time=$(FUZZ_TIME)
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO_FUZZ) run url_policy corpus/url_policy -- -max_total_time=$(FUZZ_TIME)
 
-bench: bench-webhook bench-cold-start bench-requests bench-throughput bench-archiver ## All benchmarks (figures go to BENCHMARKS.md)
+bench: bench-cpu bench-cold-start bench-requests bench-throughput bench-events bench-archiver ## All benchmarks (figures go to BENCHMARKS.md)
 
-bench-webhook: ## Criterion: webhook CPU per push against serde_json parsing of the same body
-	$(CARGO) bench --bench webhook
+bench-cpu: ## Criterion: webhook CPU per push and publisher CPU per event, each against serde_json parsing of the same input
+	$(CARGO) bench --bench cpu
 
 # The release builds every whole-process measurement uses (LTO: several minutes on 2 cores).
 # Two commands: the functions are built exactly as they ship, without the harness's features.
 bench-release:
-	$(CARGO) build --release --quiet --bin webhook --bin archiver
+	$(CARGO) build --release --quiet --bin webhook --bin archiver --bin publisher
 	$(CARGO) build --release --quiet $(DEV) --bin pns-local --bin pns-bench
 
-bench-cold-start: $(STAMP) bench-release ## Release webhook/archiver: start to first answer, peak RSS (20 starts)
+bench-cold-start: $(STAMP) bench-release ## Release webhook/archiver/publisher: start to first answer, peak RSS (20 starts)
 	target/release/pns-bench cold-start --runs 20
 
 bench-requests: $(STAMP) bench-release ## AWS requests per push, counted at the emulator
@@ -120,6 +120,9 @@ bench-requests: $(STAMP) bench-release ## AWS requests per push, counted at the 
 
 bench-throughput: $(STAMP) bench-release ## 10 000 pushes (30% duplicates, 32 concurrent) vs the emulator's raw rate
 	target/release/pns-bench throughput --pushes 10000 --duplicates 0.3 --concurrency 32
+
+bench-events: $(STAMP) bench-release ## Events/s: stream -> publisher -> bus locally, beside the emulator's raw PutEvents rate
+	target/release/pns-bench events --count 2000
 
 bench-archiver: $(STAMP) bench-release ## Archiver MB/s and peak RSS at 10/100/500 MiB vs download floors
 	dev/scripts/bench-archiver.sh

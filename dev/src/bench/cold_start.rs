@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::local::emulator::{Emulator, ResourceNames};
 use crate::local::fake_nxcloud::FakeNxcloud;
-use crate::local::resources::{create_resources, Template};
+use crate::local::resources::{create_downstream, create_resources, Template};
 use crate::local::runtime_api::{Outcome, RuntimeApi};
 use crate::local::LOCAL_TOKEN;
 use pns_cdr::adapters::aws::AwsClients;
@@ -59,13 +59,17 @@ pub struct ColdStartArgs {
     /// The release archiver binary.
     #[arg(long, default_value = "target/release/archiver")]
     archiver: PathBuf,
+    /// The release publisher binary.
+    #[arg(long, default_value = "target/release/publisher")]
+    publisher: PathBuf,
 }
 
-/// The two functions measured.
+/// The functions measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Function {
     Webhook,
     Archiver,
+    Publisher,
 }
 
 impl Function {
@@ -73,6 +77,7 @@ impl Function {
         match self {
             Self::Webhook => "webhook",
             Self::Archiver => "archiver",
+            Self::Publisher => "publisher",
         }
     }
 
@@ -86,6 +91,7 @@ impl Function {
         match self {
             Self::Webhook => Duration::from_secs(10),
             Self::Archiver => Duration::from_secs(120),
+            Self::Publisher => Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +113,7 @@ struct Bench {
     recordings: FakeNxcloud,
     webhook_event: Value,
     sqs_event: Value,
+    stream_event: Value,
     /// The functions' `RUST_LOG`.
     rust_log: String,
     /// Keep a child's whole output (else its last bytes, for an error message).
@@ -117,7 +124,10 @@ impl Bench {
     /// Resources in the emulator at `endpoint` under `names`, and the sample events.
     async fn set_up(endpoint: &str, names: ResourceNames) -> anyhow::Result<Self> {
         let clients = AwsClients::for_caller(endpoint, "harness").await?;
-        let queues = create_resources(&Template::repo()?, &clients, &names, None).await?;
+        let template = Template::repo()?;
+        let queues = create_resources(&template, &clients, &names, None).await?;
+        // The bus the publisher puts to.
+        create_downstream(&template, &clients, &names).await?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             store: DynamoRecordStore::new(clients.dynamodb.clone(), &names.table),
@@ -126,6 +136,7 @@ impl Bench {
             recordings: FakeNxcloud::start(0).await?,
             webhook_event: sample_event("push-answered.json")?,
             sqs_event: sample_event("sqs-recording-job.json")?,
+            stream_event: sample_event("dynamodb-stream-insert.json")?,
             // The template's default level.
             rust_log: "info".into(),
             keep_output: false,
@@ -133,11 +144,13 @@ impl Bench {
     }
 }
 
-/// Runs the webhook and the archiver binaries once each, as Lambda would, with `RUST_LOG` set
-/// to `rust_log`, against the emulator at `endpoint`; returns everything they printed.
+/// Runs the webhook, archiver and publisher binaries once each, as Lambda would, with
+/// `RUST_LOG` set to `rust_log`, against the emulator at `endpoint`; returns everything they
+/// printed.
 pub async fn logged_run(
     webhook: &Path,
     archiver: &Path,
+    publisher: &Path,
     rust_log: &str,
     endpoint: &str,
     names: ResourceNames,
@@ -149,6 +162,7 @@ pub async fn logged_run(
     for (function, binary, id) in [
         (Function::Webhook, webhook, 300_000),
         (Function::Archiver, archiver, 300_001),
+        (Function::Publisher, publisher, 300_002),
     ] {
         let (_, output) = bench.start_once(function, binary, id).await?;
         printed.push_str(&output);
@@ -158,11 +172,11 @@ pub async fn logged_run(
 
 /// `pns-bench cold-start [args]`.
 pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
-    for path in [&options.webhook, &options.archiver] {
+    for path in [&options.webhook, &options.archiver, &options.publisher] {
         ensure!(
             path.is_file(),
             "{} not found; build it first: \
-             cargo build --release --bin webhook --bin archiver",
+             cargo build --release --bin webhook --bin archiver --bin publisher",
             path.display()
         );
     }
@@ -175,6 +189,7 @@ pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
     for (function, binary) in [
         (Function::Webhook, &options.webhook),
         (Function::Archiver, &options.archiver),
+        (Function::Publisher, &options.publisher),
     ] {
         let mut samples = Vec::with_capacity(options.runs as usize);
         // Drawn on a terminal only.
@@ -184,6 +199,7 @@ pub async fn run(options: ColdStartArgs) -> anyhow::Result<()> {
             let id = match function {
                 Function::Webhook => 100_000,
                 Function::Archiver => 200_000,
+                Function::Publisher => 400_000,
             } + n as i64;
             let (sample, _) = bench
                 .start_once(function, binary, id)
@@ -244,6 +260,7 @@ impl Bench {
             // The local profile admits http://127.0.0.1:<port>, the fake recording host,
             // whatever PNS_RECORDING_HOSTS lists.
             Function::Archiver => env.push(("PNS_URL_PROFILE", "local".into())),
+            Function::Publisher => env.push(("PNS_EVENT_BUS_NAME", self.names.event_bus.clone())),
         }
         env
     }
@@ -299,6 +316,15 @@ impl Bench {
                 record["attributes"]["SentTimestamp"] = epoch_ms().to_string().into();
                 Ok(event)
             }
+            Function::Publisher => {
+                // The documented push as stored, under this run's id.
+                let mut event = self.stream_event.clone();
+                let change = &mut event["Records"][0]["dynamodb"];
+                change["Keys"]["id"]["N"] = id.to_string().into();
+                change["NewImage"]["id"]["N"] = id.to_string().into();
+                change["SequenceNumber"] = id.to_string().into();
+                Ok(event)
+            }
         }
     }
 
@@ -329,6 +355,12 @@ impl Bench {
                     record.recording_status,
                     record.recording_bytes
                 );
+            }
+            Function::Publisher => {
+                let failures = answer["batchItemFailures"]
+                    .as_array()
+                    .context("the publisher's answer lists batchItemFailures")?;
+                ensure!(failures.is_empty(), "publisher answered {answer}");
             }
         }
         Ok(())
@@ -528,6 +560,7 @@ fn print_table(options: &ColdStartArgs, rows: &[(Function, Vec<Sample>)]) {
     );
     println!("  webhook  = {}", options.webhook.display());
     println!("  archiver = {}", options.archiver.display());
+    println!("  publisher = {}", options.publisher.display());
     println!(
         "\n{:<9} {:<26}   {:<26}   peak RSS",
         "", "init (ms)", "first answer (ms)"
@@ -542,7 +575,8 @@ fn print_table(options: &ColdStartArgs, rows: &[(Function, Vec<Sample>)]) {
         let (init, init_min, init_max) = stats_ms(samples.iter().map(|s| s.init));
         let (answer, answer_min, answer_max) = stats_ms(samples.iter().map(|s| s.first_answer));
         let rss = median(&samples.iter().map(|s| s.peak_rss_kib).collect::<Vec<_>>());
-        // The webhook is measured first; the archiver's bar is the webhook's init.
+        // The webhook is measured first; the archiver's bar is the webhook's init, the
+        // publisher's the webhook's own.
         let goal_ms = match (function, webhook_init) {
             (Function::Archiver, Some(webhook)) => webhook + ms(GOAL_ARCHIVER_OVER_WEBHOOK),
             _ => ms(GOAL_INIT),

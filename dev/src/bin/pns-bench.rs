@@ -5,7 +5,7 @@ use bytesize::ByteSize;
 use clap::{Parser, Subcommand};
 use pns_cdr_dev::bench::cold_start::{self, ColdStartArgs};
 use pns_cdr_dev::bench::requests::{self, RequestCounts};
-use pns_cdr_dev::bench::{floors, throughput};
+use pns_cdr_dev::bench::{events, floors, throughput};
 use pns_cdr_dev::local::emulator::{Emulator, ResourceNames};
 use pns_cdr_dev::local::LocalOptions;
 
@@ -20,8 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Time from process start to the first invocation answered, release webhook and
-    /// archiver against the in-repo Lambda Runtime API emulator.
+    /// Time from process start to the first invocation answered, release webhook, archiver
+    /// and publisher against the in-repo Lambda Runtime API emulator.
     ColdStart(ColdStartArgs),
     /// AWS requests per push, counted at the emulator, against the floor.
     Requests,
@@ -35,6 +35,12 @@ enum Command {
         duplicates: f64,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Events/s through the local path (stream -> publisher -> bus) beside the emulator's
+    /// own PutEvents rate for the same events.
+    Events {
+        #[arg(long, default_value_t = 2_000)]
+        count: usize,
     },
     /// Floor: fetch a recording of SIZE from the local host and drop it.
     Download { size: ByteSize },
@@ -81,6 +87,11 @@ async fn main() -> anyhow::Result<()> {
             let result = throughput::measure(&endpoint, pushes, duplicates, concurrency).await?;
             print!("{}\n{}", result.summary, result.table());
             ensure!(result.passed, "verification failed");
+            Ok(())
+        }
+        Command::Events { count } => {
+            let (_emulator, endpoint) = emulator()?;
+            print!("{}", events::measure(&endpoint, count).await?.table());
             Ok(())
         }
         Command::Download { size } => floors::download(size.as_u64()).await,

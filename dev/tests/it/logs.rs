@@ -1,5 +1,5 @@
-//! No log level leaks a secret or personal data: the webhook and archiver binaries run as
-//! Lambda runs them (Runtime API emulator, JSON logs), with `RUST_LOG=trace`, and everything
+//! No log level leaks a secret or personal data: the webhook, archiver and publisher binaries
+//! run as Lambda runs them (Runtime API emulator, JSON logs), with `RUST_LOG=trace`, and everything
 //! they print is searched for the token, query strings and the phone numbers of the push.
 
 use std::path::Path;
@@ -37,10 +37,12 @@ fn leaks(printed: &str) -> Vec<String> {
 async fn run(rust_log: &str) -> String {
     let webhook = common::binary("webhook");
     let archiver = common::binary("archiver");
+    let publisher = common::binary("publisher");
     let names = ResourceNames::suffixed(&format!("logs-{}-{rust_log}", std::process::id()));
     logged_run(
         Path::new(&webhook),
         Path::new(&archiver),
+        Path::new(&publisher),
         rust_log,
         &common::emulator_endpoint(),
         names,

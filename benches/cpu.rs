@@ -1,8 +1,9 @@
-//! Webhook CPU work per push against a floor, in the same run, on the same bodies.
+//! CPU work per push (the webhook) and per event (the publisher), each against a floor, in the
+//! same run, on the same input.
 //!
-//! Floor: `serde_json::from_slice` of the body into a `serde_json::Value`.
+//! Webhook floor: `serde_json::from_slice` of the body into a `serde_json::Value`.
 //!
-//! Measured: all of `Webhook::handle` for a new push with a recording: token check, parse,
+//! Webhook measured: all of `Webhook::handle` for a new push with a recording: token check, parse,
 //! validation, canonical SHA-256 digest, URL policy, recording key, item, conditional put,
 //! job, answer, and the push's EMF metrics line, built in full.
 //!
@@ -107,5 +108,64 @@ fn push_cost(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, push_cost);
+/// A Lambda DynamoDB stream event of `count` INSERTs, ids from `first`: the record of
+/// `events/dynamodb-stream-insert.json` (the documented push as stored) repeated.
+fn stream_event(first: i64, count: i64) -> Vec<u8> {
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../events/dynamodb-stream-insert.json")).unwrap();
+    let records: Vec<serde_json::Value> = (first..first + count)
+        .map(|id| {
+            let mut record = sample["Records"][0].clone();
+            let change = &mut record["dynamodb"];
+            change["Keys"]["id"]["N"] = id.to_string().into();
+            change["NewImage"]["id"]["N"] = id.to_string().into();
+            change["SequenceNumber"] = format!("{}", 1_000_000 + id).into();
+            record
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The publisher's CPU per event: a batch of 100 stream records (Lambda's batch size in the
+/// template) read, turned into events, put ten at a time. The bus is the in-memory one,
+/// emptied between batches outside the timing; the floor parses the same event into a
+/// `serde_json::Value`. Criterion reports both per record (`Throughput::Elements`).
+fn event_cost(c: &mut Criterion) {
+    use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+    use pns_cdr::adapters::memory::MemoryEventBus;
+    use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
+
+    const BATCH: i64 = 100;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let publisher = Publisher {
+        bus: MemoryEventBus::default(),
+        settings: PublisherSettings::default(),
+    };
+    let event = stream_event(1, BATCH);
+    let mut group = c.benchmark_group("event");
+    group.throughput(criterion::Throughput::Elements(BATCH as u64));
+    group.bench_function("floor: serde_json::from_slice to Value", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(&event).unwrap()))
+    });
+    group.bench_function("publisher: stream batch to events", |b| {
+        b.iter_batched(
+            || {
+                publisher.bus.accepted.lock().unwrap().clear();
+                event.clone()
+            },
+            |event| {
+                let event: StreamEvent = serde_json::from_slice(&event).unwrap();
+                let response = runtime.block_on(publisher.handle(event));
+                assert!(response.batch_item_failures.is_empty());
+                black_box(response)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, push_cost, event_cost);
 criterion_main!(benches);
