@@ -412,3 +412,52 @@ async fn every_named_query_answers_what_the_simulator_sent() {
         reports::compare(&expected[name], &table).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[tokio::test]
+async fn pnsctl_publish_sends_the_same_events_again_from_the_tables() {
+    let stack = stack_with_events().await;
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    for id in 901..904 {
+        post(&stack.webhook_url, push_body(id, "")).await;
+    }
+    post(
+        &stack.binding_error_url,
+        binding_error("1640920940635369001"),
+    )
+    .await;
+    let first = lake_until(&stack, |events| event_ids(events).len() == 4).await;
+
+    let out = tokio::process::Command::new(pnsctl_binary())
+        .args([
+            "publish",
+            "--since",
+            &since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+        ])
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "pnsctl")
+        .env("PNS_TABLE_NAME", &stack.names.table)
+        .env(
+            "PNS_BINDING_ERRORS_TABLE",
+            &stack.names.binding_errors_table,
+        )
+        .env("PNS_EVENT_BUS_NAME", &stack.names.event_bus)
+        .env_remove("PNS_PHONE_NUMBERS")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("published 4 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let again = lake_until(&stack, |events| events.len() >= first.len() + 4).await;
+    assert_eq!(event_ids(&again), event_ids(&first));
+    assert_valid(&again);
+}
