@@ -11,6 +11,7 @@ use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::OpsConfig;
+use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
 use pns_cdr::ops::{self, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
@@ -231,23 +232,33 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .phone_numbers
                 .as_deref()
                 .map_or(Ok(Default::default()), str::parse)?;
-            let calls = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
+            let publisher = Publisher {
+                bus: EventBridgeBus::new(clients.events.clone(), &config.event_bus),
+                settings: PublisherSettings {
+                    phones,
+                    ..PublisherSettings::default()
+                },
+            };
             let errors = DynamoBindingErrorStore::new(
                 clients.dynamodb.clone(),
                 &config.binding_errors_table,
             );
-            let bus = EventBridgeBus::new(clients.events.clone(), &config.event_bus);
+            let since = since.unix_timestamp();
             let progress = ProgressBar::new_spinner();
-            let published = lake::publish_since(
-                &[&calls, &errors],
-                bus,
-                phones,
-                since.unix_timestamp(),
-                |n| progress.set_position(n as u64),
-            )
-            .await;
+            let calls = lake::publish_since(&records, &publisher, since, |n| {
+                progress.set_position(n as u64)
+            })
+            .await?;
+            let errors = lake::publish_since(&errors, &publisher, since, |n| {
+                progress.set_position((calls + n) as u64)
+            })
+            .await?;
             progress.finish_and_clear();
-            format!("published {} events to {}", published?, config.event_bus)
+            format!(
+                "published {} events to {}",
+                calls + errors,
+                config.event_bus
+            )
         }
         Command::Report { query, json } => {
             if config.endpoint_url.is_none() {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::domain::events::{events_for_item, PhoneNumbers};
-use crate::handlers::publisher::{Publisher, PublisherSettings};
+use crate::domain::events::events_for_item;
+use crate::handlers::publisher::Publisher;
 use crate::ports::{EventBus, ObjectStore, PortError, ReceivedSince};
 
 /// The lake's named queries by name: `analytics/queries/<name>.sql`, the SQL the template's
@@ -198,44 +198,38 @@ pub fn run_duckdb(python: &str, sql: &str, lake: &Path) -> Result<Table, LakeErr
     serde_json::from_slice(&out.stdout).map_err(|e| LakeError::Query(e.to_string()))
 }
 
-/// Re-publishes the events of every item received since `since` (Unix seconds) in each of
-/// `tables`, as the stream published them: the same event ids, so consumers that dedupe see
-/// nothing new, and the lake gains what it missed.
-pub async fn publish_since<B: EventBus>(
-    tables: &[&dyn ReceivedSinceDyn],
-    bus: B,
-    phones: PhoneNumbers,
+/// Re-publishes the events of every item of `table` received since `since` (Unix seconds),
+/// as the stream published them: the same event ids, so consumers that dedupe see nothing
+/// new, and the lake gains what it missed. `progress` gets the running count.
+pub async fn publish_since<T: ReceivedSince, B: EventBus>(
+    table: &T,
+    publisher: &Publisher<B>,
     since: i64,
     progress: impl Fn(usize),
 ) -> Result<usize, LakeError> {
-    let publisher = Publisher {
-        bus,
-        settings: PublisherSettings {
-            phones,
-            ..PublisherSettings::default()
-        },
-    };
+    let phones = publisher.settings.phones;
     let mut published = 0;
-    for table in tables {
-        let mut start = None;
-        loop {
-            let page = table.page(since, start.take()).await?;
-            let mut events = Vec::new();
-            for item in &page.items {
-                // Items that are not ours (none should be) have nothing to publish.
-                events.extend(events_for_item(item, phones).unwrap_or_default());
+    let mut start = None;
+    loop {
+        let page = table.received_since(since, start.take()).await?;
+        let mut events = Vec::new();
+        for item in &page.items {
+            match events_for_item(item, phones) {
+                Ok(more) => events.extend(more),
+                // Not one of ours: nothing the stream would have published either.
+                Err(e) => warn!(error = %e, "an item that makes no events"),
             }
-            published += publisher
-                .put_all(events)
-                .await
-                .map_err(|n| LakeError::Refused {
-                    published: published + n,
-                })?;
-            progress(published);
-            match page.next {
-                Some(next) => start = Some(next),
-                None => break,
-            }
+        }
+        published += publisher
+            .put_all(events)
+            .await
+            .map_err(|n| LakeError::Refused {
+                published: published + n,
+            })?;
+        progress(published);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
         }
     }
     info!(
@@ -245,31 +239,4 @@ pub async fn publish_since<B: EventBus>(
         "events published again"
     );
     Ok(published)
-}
-
-/// [`ReceivedSince`] as a trait object, so one call walks both tables.
-pub trait ReceivedSinceDyn: Send + Sync {
-    fn page<'a>(
-        &'a self,
-        epoch: i64,
-        start: Option<Map<String, Value>>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<crate::ports::ItemPage, PortError>> + Send + 'a,
-        >,
-    >;
-}
-
-impl<T: ReceivedSince> ReceivedSinceDyn for T {
-    fn page<'a>(
-        &'a self,
-        epoch: i64,
-        start: Option<Map<String, Value>>,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<crate::ports::ItemPage, PortError>> + Send + 'a,
-        >,
-    > {
-        Box::pin(self.received_since(epoch, start))
-    }
 }
