@@ -37,11 +37,12 @@ where
 }
 
 /// The targets of this project's own code: only these log at the levels `RUST_LOG` asks.
-const OWN_TARGETS: [&str; 8] = [
+const OWN_TARGETS: [&str; 9] = [
     "pns_cdr",
     "webhook",
     "archiver",
     "reconciler",
+    "publisher",
     "pnsctl",
     "pns_local",
     "pns_sim",

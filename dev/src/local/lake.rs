@@ -1,8 +1,8 @@
 //! The local stand-in for the lake's Firehose stream: the lake rule delivers every event to a
 //! queue, and this writes them, as Firehose would, under `analytics/events/day=YYYY-MM-DD/` in
-//! the bucket. Locally the files are JSON lines (one EventBridge event per line); Firehose
-//! writes Parquet against the Glue table. `pnsctl report` reads either shape through the
-//! same columns.
+//! the bucket. Locally the files are JSON lines (one EventBridge event per line), which
+//! `pnsctl report` reads with the Glue table's columns; on AWS, Firehose writes Parquet
+//! against that table and Athena reads it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
