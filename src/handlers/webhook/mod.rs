@@ -3,6 +3,8 @@
 //! Order matters for "nothing lost": a 200 is only answered after the put (and, for a new
 //! record with a recording, the enqueue) succeeded; an error answer leaves state that
 //! NXCLOUD's next retry completes through the duplicate path.
+//!
+//! Over 500 lines only with its tests (about 260): the handler itself is the ~390 above them.
 
 use std::net::IpAddr;
 use std::time::Duration;
