@@ -12,12 +12,16 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
-    pub events: aws_sdk_eventbridge::Client,
-    /// What the clients were built from: for a client of another service (the harness).
+    /// What the clients were built from: for a client of another service.
     pub config: aws_config::SdkConfig,
 }
 
 impl AwsClients {
+    /// An EventBridge client: built on demand, so only what publishes links it.
+    pub fn events(&self) -> aws_sdk_eventbridge::Client {
+        aws_sdk_eventbridge::Client::new(&self.config)
+    }
+
     /// On Lambda (`endpoint_url` = `None`) the standard provider chain; against an emulator,
     /// its endpoint with test credentials and path-style S3 addressing. Every client shares
     /// one HTTP client, over the process's one TLS configuration.
@@ -40,8 +44,18 @@ impl AwsClients {
         Self::build(endpoint_url.map(|e| (e, caller.as_str())), http).await
     }
 
-    async fn build(emulator: Option<(&str, &str)>, http: ReqwestHttpClient) -> Self {
-        let endpoint_url = emulator.map(|(endpoint, _)| endpoint);
+    /// Only the shared configuration, for a function that needs no other client (the
+    /// publisher): the clients it would not use are then not linked into it.
+    pub async fn sdk_config(endpoint_url: Option<&str>) -> Result<aws_config::SdkConfig, TlsError> {
+        let caller = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into());
+        let emulator = endpoint_url.map(|e| (e, caller.as_str()));
+        Ok(Self::shared_config(emulator, ReqwestHttpClient::new()?).await)
+    }
+
+    async fn shared_config(
+        emulator: Option<(&str, &str)>,
+        http: ReqwestHttpClient,
+    ) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
         if let Some((endpoint, caller)) = emulator {
             loader = loader
@@ -53,7 +67,12 @@ impl AwsClients {
                     caller, "test", None, None, "emulator",
                 ));
         }
-        let shared = loader.load().await;
+        loader.load().await
+    }
+
+    async fn build(emulator: Option<(&str, &str)>, http: ReqwestHttpClient) -> Self {
+        let endpoint_url = emulator.map(|(endpoint, _)| endpoint);
+        let shared = Self::shared_config(emulator, http).await;
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(endpoint_url.is_some())
             .build();
@@ -62,7 +81,6 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(&shared),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
-            events: aws_sdk_eventbridge::Client::new(&shared),
             config: shared,
         }
     }

@@ -233,7 +233,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 .as_deref()
                 .map_or(Ok(Default::default()), str::parse)?;
             let publisher = Publisher {
-                bus: EventBridgeBus::new(clients.events.clone(), &config.event_bus),
+                bus: EventBridgeBus::new(clients.events(), &config.event_bus),
                 settings: PublisherSettings {
                     phones,
                     ..PublisherSettings::default()

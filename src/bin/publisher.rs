@@ -11,9 +11,9 @@ use pns_cdr::handlers::publisher::Publisher;
 async fn main() -> Result<(), Error> {
     pns_cdr::telemetry::init();
     let config = PublisherConfig::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+    let sdk = AwsClients::sdk_config(config.endpoint_url.as_deref()).await?;
     let publisher = Publisher {
-        bus: EventBridgeBus::new(clients.events, &config.event_bus),
+        bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &config.event_bus),
         settings: config.settings,
     };
     let publisher = &publisher;

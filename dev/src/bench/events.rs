@@ -134,7 +134,7 @@ pub async fn measure(endpoint: &str, count: usize) -> anyhow::Result<EventRates>
             })
             .collect();
         let out = harness
-            .events
+            .events()
             .put_events()
             .set_entries(Some(entries))
             .send()
@@ -154,7 +154,7 @@ pub async fn measure(endpoint: &str, count: usize) -> anyhow::Result<EventRates>
     }
     let publisher_clients = AwsClients::for_caller(endpoint, "publisher").await?;
     let publisher = std::sync::Arc::new(Publisher {
-        bus: EventBridgeBus::new(publisher_clients.events.clone(), &names.event_bus),
+        bus: EventBridgeBus::new(publisher_clients.events(), &names.event_bus),
         settings: PublisherSettings::default(),
     });
     let mapping = template.properties("PublisherCallsStream")?;

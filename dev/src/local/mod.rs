@@ -265,7 +265,7 @@ impl LocalStack {
         // Lambda's DynamoDB event source reads the streams with the publisher's role.
         let publisher_clients = caller("publisher").await?;
         let publisher = Arc::new(Publisher {
-            bus: EventBridgeBus::new(publisher_clients.events.clone(), &options.names.event_bus),
+            bus: EventBridgeBus::new(publisher_clients.events(), &options.names.event_bus),
             settings: options.publisher.clone(),
         });
 

@@ -200,7 +200,7 @@ pub async fn create_downstream(
     template.properties("EventBus")?;
     let events = setup("the event bus");
     let created = clients
-        .events
+        .events()
         .create_event_bus()
         .name(&names.event_bus)
         .send()
@@ -222,7 +222,7 @@ pub async fn create_downstream(
     let rule_name = format!("{}-lake", names.event_bus);
     let rules = setup("the lake rule");
     clients
-        .events
+        .events()
         .put_rule()
         .name(&rule_name)
         .event_bus_name(&names.event_bus)
@@ -231,7 +231,7 @@ pub async fn create_downstream(
         .await
         .map_err(|e| rules(aws_sdk_eventbridge::error::DisplayErrorContext(e).to_string()))?;
     clients
-        .events
+        .events()
         .put_targets()
         .rule(&rule_name)
         .event_bus_name(&names.event_bus)

@@ -270,7 +270,7 @@ async fn a_batch_the_bus_keeps_refusing_is_described_in_the_failure_queue() {
     // No bus: every PutEvents fails, as during an outage or a misconfiguration.
     stack
         .clients
-        .events
+        .events()
         .delete_event_bus()
         .name(&stack.names.event_bus)
         .send()
