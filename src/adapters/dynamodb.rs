@@ -30,6 +30,24 @@ fn to_json(operation: &'static str, item: Item) -> Result<Map<String, Value>, Po
     serde_dynamo::from_item(item).map_err(|e| PortError::new(operation, e))
 }
 
+/// The item under `key` as plain JSON, read consistently (what people are shown).
+async fn get_json(
+    client: &Client,
+    table: &str,
+    key: &str,
+    value: AttributeValue,
+) -> Result<Option<Map<String, Value>>, PortError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key, value)
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| PortError::new("GetItem", e))?;
+    out.item.map(|item| to_json("GetItem", item)).transpose()
+}
+
 /// One page of `table`'s items with `receivedAtEpoch >= epoch` (a filtered scan: an operator's
 /// recovery, not a hot path).
 async fn scan_received_since(
@@ -313,16 +331,7 @@ impl ReceivedSince for DynamoRecordStore {
 
 impl RecordLookup for DynamoRecordStore {
     async fn item(&self, id: i64) -> Result<Option<Map<String, Value>>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", Self::key(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| PortError::new("GetItem", e))?;
-        out.item.map(|item| to_json("GetItem", item)).transpose()
+        get_json(&self.client, &self.table, "id", Self::key(id)).await
     }
 
     async fn by_call_id(&self, call_id: &str) -> Result<Vec<Map<String, Value>>, PortError> {
@@ -503,16 +512,7 @@ impl ReceivedSince for DynamoBindingErrorStore {
 
 impl BindingErrorLookup for DynamoBindingErrorStore {
     async fn item(&self, request_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("requestId", s(request_id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| PortError::new("GetItem", e))?;
-        out.item.map(|item| to_json("GetItem", item)).transpose()
+        get_json(&self.client, &self.table, "requestId", s(request_id)).await
     }
 
     async fn by_did(

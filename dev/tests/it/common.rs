@@ -170,3 +170,29 @@ pub fn push_body(id: i64, record_file: &str) -> String {
     })
     .to_string()
 }
+
+/// Runs the real `pnsctl` binary against the stack's emulator, with the stack's names.
+pub async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
+    let python = pns_cdr_dev::repo_root().join(".venv/bin/python");
+    tokio::process::Command::new(pnsctl_binary())
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("PNS_TABLE_NAME", &stack.names.table)
+        .env(
+            "PNS_BINDING_ERRORS_TABLE",
+            &stack.names.binding_errors_table,
+        )
+        .env("PNS_QUEUE_NAME", &stack.names.queue)
+        .env("PNS_BUCKET_NAME", &stack.names.bucket)
+        .env("PNS_EVENT_BUS_NAME", &stack.names.event_bus)
+        .env("PNS_PYTHON", python)
+        // The emulator records the caller of each call: the operator tool.
+        .env("AWS_ACCESS_KEY_ID", "pnsctl")
+        .env_remove("PNS_QUEUE_URL")
+        .env_remove("PNS_DLQ_URL")
+        .env_remove("PNS_PHONE_NUMBERS")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap()
+}

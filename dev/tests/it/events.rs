@@ -382,15 +382,7 @@ async fn every_named_query_answers_what_the_simulator_sent() {
     // The operator's command answers the same: the stack's lake holds only this run.
     let expected = reports::expected(&records, offset);
     for name in ["answer-rate-per-did", "recording-coverage"] {
-        let out = tokio::process::Command::new(pnsctl_binary())
-            .args(["report", name, "--json"])
-            .env("AWS_ENDPOINT_URL", &stack.endpoint)
-            .env("AWS_ACCESS_KEY_ID", "pnsctl")
-            .env("PNS_BUCKET_NAME", &stack.names.bucket)
-            .env("PNS_PYTHON", python)
-            .output()
-            .await
-            .unwrap();
+        let out = pnsctl(&stack, &["report", name, "--json"]).await;
         assert!(
             out.status.success(),
             "{}",
@@ -427,26 +419,10 @@ async fn pnsctl_publish_sends_the_same_events_again_from_the_tables() {
     .await;
     let first = lake_until(&stack, |events| event_ids(events).len() == 4).await;
 
-    let out = tokio::process::Command::new(pnsctl_binary())
-        .args([
-            "publish",
-            "--since",
-            &since
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap(),
-        ])
-        .env("AWS_ENDPOINT_URL", &stack.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "pnsctl")
-        .env("PNS_TABLE_NAME", &stack.names.table)
-        .env(
-            "PNS_BINDING_ERRORS_TABLE",
-            &stack.names.binding_errors_table,
-        )
-        .env("PNS_EVENT_BUS_NAME", &stack.names.event_bus)
-        .env_remove("PNS_PHONE_NUMBERS")
-        .output()
-        .await
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
+    let out = pnsctl(&stack, &["publish", "--since", &since]).await;
     assert!(
         out.status.success(),
         "{}",

@@ -308,49 +308,27 @@ async fn replay_errors_never_show_the_token() {
     assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");
 }
 
-/// Runs the real `pnsctl` binary against the stack's emulator.
-async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(common::pnsctl_binary())
-        .args(args)
-        .env("AWS_ENDPOINT_URL", &stack.endpoint)
-        .env("PNS_TABLE_NAME", &stack.names.table)
-        .env(
-            "PNS_BINDING_ERRORS_TABLE",
-            &stack.names.binding_errors_table,
-        )
-        .env("PNS_QUEUE_NAME", &stack.names.queue)
-        .env("PNS_BUCKET_NAME", &stack.names.bucket)
-        // The emulator records the caller of each call: the operator tool.
-        .env("AWS_ACCESS_KEY_ID", "pnsctl")
-        .env_remove("PNS_QUEUE_URL")
-        .env_remove("PNS_DLQ_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_pnsctl_binary_shows_a_record_and_redrives() {
     let stack = stack().await;
     assert_eq!(push(&stack, push_body(50, "")).await.0, 200);
 
-    let out = pnsctl(&stack, &["show", "50"]).await;
+    let out = common::pnsctl(&stack, &["show", "50"]).await;
     assert!(out.status.success(), "{out:?}");
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, item(&stack, 50).await.unwrap());
 
-    let out = pnsctl(&stack, &["show-call", "1604763745256700050"]).await;
+    let out = common::pnsctl(&stack, &["show-call", "1604763745256700050"]).await;
     assert!(out.status.success(), "{out:?}");
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed[0]["id"], 50);
 
     // Queue URLs are looked up by name, as for the local stack.
-    let out = pnsctl(&stack, &["redrive", "--max", "5"]).await;
+    let out = common::pnsctl(&stack, &["redrive", "--max", "5"]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("moved 0 messages"));
 
-    let out = pnsctl(&stack, &["show", "51"]).await;
+    let out = common::pnsctl(&stack, &["show", "51"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert_eq!(
@@ -372,10 +350,10 @@ async fn the_pnsctl_binary_shows_a_record_and_redrives() {
         "{stderr}"
     );
 
-    let out = pnsctl(&stack, &["--help"]).await;
+    let out = common::pnsctl(&stack, &["--help"]).await;
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("rearchive <id>"));
-    let out = pnsctl(&stack, &["frobnicate"]).await;
+    let out = common::pnsctl(&stack, &["frobnicate"]).await;
     assert_eq!(out.status.code(), Some(1));
     // clap writes the usage line capitalised.
     assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: pnsctl"));
@@ -394,7 +372,7 @@ async fn the_pnsctl_binary_shows_binding_errors_by_id_and_by_did_and_day() {
         .unwrap();
     assert_eq!(answer.status(), 200);
 
-    let out = pnsctl(&stack, &["binding-error", "1640920940635361280"]).await;
+    let out = common::pnsctl(&stack, &["binding-error", "1640920940635361280"]).await;
     assert!(out.status.success(), "{out:?}");
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed["code"], 10013);
@@ -415,7 +393,7 @@ async fn the_pnsctl_binary_shows_binding_errors_by_id_and_by_did_and_day() {
     assert_eq!(list("2023-03-29").await.len(), 1);
     assert!(list("2023-03-30").await.is_empty());
 
-    let out = pnsctl(&stack, &["binding-error", "0"]).await;
+    let out = common::pnsctl(&stack, &["binding-error", "0"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
