@@ -182,15 +182,7 @@ pub async fn run(stack: &LocalStack) -> anyhow::Result<()> {
         );
     }
     println!("\n== DynamoDB table {}", stack.names.binding_errors_table);
-    let scan = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&stack.names.binding_errors_table)
-        .send()
-        .await?;
-    for item in scan.items.unwrap_or_default() {
-        let item: Value = serde_dynamo::from_item(item)?;
+    for item in stack.binding_errors().await? {
         let pick = |k: &str| item.get(k).cloned().unwrap_or(Value::Null);
         println!(
             "requestId={} code={} msg={} action={} occurrenceTime={} occurredAt={}",

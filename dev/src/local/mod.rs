@@ -350,27 +350,38 @@ impl LocalStack {
         })
     }
 
-    /// Every item in the table as JSON, by id (one scan page: the local table is small).
+    /// Every item in the calls table as JSON, by id (one scan page: the local table is small).
     pub async fn items(&self) -> Result<Vec<serde_json::Value>, LocalError> {
+        let mut items = self.scan(&self.names.table).await?;
+        items.sort_by_key(|i| i["id"].as_i64());
+        Ok(items)
+    }
+
+    /// Every item in the binding-error table as JSON, by `requestId`.
+    pub async fn binding_errors(&self) -> Result<Vec<serde_json::Value>, LocalError> {
+        let mut items = self.scan(&self.names.binding_errors_table).await?;
+        items.sort_by(|a, b| a["requestId"].as_str().cmp(&b["requestId"].as_str()));
+        Ok(items)
+    }
+
+    /// One scan page of `table`, as JSON.
+    async fn scan(&self, table: &str) -> Result<Vec<serde_json::Value>, LocalError> {
         let scan = self
             .clients
             .dynamodb
             .scan()
-            .table_name(&self.names.table)
+            .table_name(table)
             .send()
             .await
             .map_err(|e| {
                 LocalError::Read(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
             })?;
-        let mut items = scan
-            .items
+        scan.items
             .unwrap_or_default()
             .into_iter()
             .map(serde_dynamo::from_item)
             .collect::<Result<Vec<serde_json::Value>, _>>()
-            .map_err(|e| LocalError::Read(e.to_string()))?;
-        items.sort_by_key(|i| i["id"].as_i64());
-        Ok(items)
+            .map_err(|e| LocalError::Read(e.to_string()))
     }
 
     /// The calls table as the harness writes to it (tests seed records with it: as the

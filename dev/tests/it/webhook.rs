@@ -377,7 +377,7 @@ async fn a_binding_error_is_stored_once_from_either_route_and_nothing_is_rejecte
         assert_eq!(answer["requestId"], "1640920940635361280");
         assert_eq!(answer["duplicate"], n > 0, "{answer}");
     }
-    let stored = binding_errors(&stack).await;
+    let stored = stack.binding_errors().await.unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");
     let item = &stored[0];
     assert_eq!(item["code"], 10013);
@@ -414,23 +414,6 @@ async fn a_binding_error_is_stored_once_from_either_route_and_nothing_is_rejecte
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["field"], "code");
     assert_eq!(keys(&stack, "rejected/").await.len(), 1);
-}
-
-/// Every item of the stack's binding-error table.
-async fn binding_errors(stack: &LocalStack) -> Vec<Value> {
-    let scan = stack
-        .clients
-        .dynamodb
-        .scan()
-        .table_name(&stack.names.binding_errors_table)
-        .send()
-        .await
-        .unwrap();
-    scan.items
-        .unwrap_or_default()
-        .into_iter()
-        .map(|item| serde_dynamo::from_item(item).unwrap())
-        .collect()
 }
 
 /// The samples in events/ are what API Gateway delivers (`cargo lambda invoke` and `sam local
