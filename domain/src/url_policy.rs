@@ -121,6 +121,17 @@ impl UrlPolicy {
         Ok(url)
     }
 
+    /// Whether the webhook may queue `raw`: the verdict of [`check_url`](Self::check_url),
+    /// without building the `Url` when `raw` is plainly admitted (a fast path: see
+    /// `crate::fast`). Anything else, refusals included, takes the full parser, so every
+    /// reason is the parser's.
+    pub fn admits(&self, raw: &str) -> Result<(), UrlRefused> {
+        match plain_https_host(raw) {
+            Some(host) if self.hosts.iter().any(|p| p.matches(host)) => Ok(()),
+            _ => self.check_url(raw).map(drop),
+        }
+    }
+
     /// As [`check_url`](Self::check_url), for an already parsed URL (a redirect target).
     pub fn check_parsed(&self, url: &Url) -> Result<(), UrlRefused> {
         if !url.username().is_empty() || url.password().is_some() {
@@ -167,6 +178,30 @@ impl UrlPolicy {
             Err(UrlRefused::NonPublicAddress(ip))
         }
     }
+}
+
+/// The host of `https://<host>` followed by `/` or nothing, when the URL standard would read
+/// it exactly as written: lower-case letters, digits and `-` in non-empty dot-separated
+/// labels, no `xn--` label (IDNA would decode it), and a last label that starts with a letter
+/// (a last label that is a number makes the host an IPv4 address). No `@`, `:`, `%`, `\\`,
+/// white space or upper case can occur, so there are no credentials, no port, nothing to
+/// decode, map or strip. `None` means "not plain", never "refused".
+fn plain_https_host(raw: &str) -> Option<&str> {
+    let rest = raw.strip_prefix("https://")?;
+    let host = match rest.find('/') {
+        Some(end) => &rest[..end],
+        None => rest,
+    };
+    let plain = |label: &str| {
+        !label.is_empty()
+            && !label.starts_with("xn--")
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let last = host.rsplit('.').next()?;
+    (host.split('.').all(plain) && last.starts_with(|c: char| c.is_ascii_lowercase()))
+        .then_some(host)
 }
 
 /// Every block of IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025), with
@@ -252,6 +287,99 @@ pub fn is_public(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admits_as_the_full_parser_does() {
+        // Pieces that a fast path could misread: case, IDNA, numbers, credentials, ports,
+        // escapes, white space, and the characters that end an authority.
+        const PIECES: [&str; 34] = [
+            "https://",
+            "http://",
+            "HTTPS://",
+            "remote",
+            "record",
+            "nxcloud",
+            "com",
+            "evil",
+            ".",
+            "..",
+            "-",
+            "xn--",
+            "xn--nxasmq6b",
+            "0x7f",
+            "1",
+            "256",
+            "Ab",
+            "é",
+            "@",
+            ":",
+            ":443",
+            ":8443",
+            "%2e",
+            "/",
+            "\\",
+            "?",
+            "#",
+            " ",
+            "\t",
+            "\n",
+            "[::1]",
+            "a.mp3",
+            "*",
+            "_",
+        ];
+        let policies = [
+            prod(),
+            UrlPolicy::new(
+                "*.nxcloud.com,records.example.net,1.com,*.nxcloud.1",
+                UrlProfile::Local,
+            )
+            .unwrap(),
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut corpus = vec![
+            "https://remote.record.nxcloud.com/pns/20221219/a.mp3".to_owned(),
+            "https://a.nxcloud.com".to_owned(),
+            "https://records.example.net/x".to_owned(),
+            "https://a.1.com/x".to_owned(),
+            "https://a.nxcloud.1/x".to_owned(),
+            "https://a-.nxcloud.com/x".to_owned(),
+            format!("https://{}.nxcloud.com/x", "a".repeat(300)),
+        ];
+        for _ in 0..200_000 {
+            let mut url = String::from(if next(4) == 0 {
+                PIECES[next(3)]
+            } else {
+                "https://"
+            });
+            for _ in 0..next(9) {
+                url.push_str(PIECES[3 + next(PIECES.len() - 3)]);
+            }
+            if next(2) == 0 {
+                url.push_str(".nxcloud.com");
+            }
+            url.push_str(["", "/", "/a.mp3", "?q", ":443/"][next(5)]);
+            corpus.push(url);
+        }
+        let mut admitted = 0;
+        for policy in &policies {
+            for url in &corpus {
+                let full = policy.check_url(url).map(drop);
+                assert_eq!(policy.admits(url), full, "{url:?}");
+                admitted += usize::from(full.is_ok());
+            }
+        }
+        assert!(
+            admitted > 10_000,
+            "the corpus reaches the admitted side: {admitted}"
+        );
+    }
 
     fn prod() -> UrlPolicy {
         UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap()

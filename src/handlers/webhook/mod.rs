@@ -182,8 +182,8 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         let id = record.id;
         let plan = match record.recording_url() {
             None => RecordingPlan::None,
-            Some(url) => match self.policy.check_url(url) {
-                Ok(_) => RecordingPlan::Pending {
+            Some(url) => match self.policy.admits(url) {
+                Ok(()) => RecordingPlan::Pending {
                     key: recording_key(id, record.start_at, received_at, url),
                 },
                 Err(refused) => RecordingPlan::Refused {
