@@ -60,14 +60,8 @@ impl BindingError {
     }
 
     pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedBindingError, InvalidPush> {
-        let PushObject {
-            fields,
-            payload_sha256,
-        } = object;
-        let mut top: Map<String, Value> = fields
-            .into_iter()
-            .map(|(k, v)| (k.into_owned(), v))
-            .collect();
+        let (fields, payload_sha256) = object.into_sorted();
+        let mut top: Map<String, Value> = fields.map(|(k, v)| (k.into_owned(), v)).collect();
         let request_id = identifier(&mut top, "requestId")?
             .filter(|id| !id.trim().is_empty())
             .ok_or_else(|| InvalidPush::field("requestId", "is required"))?;

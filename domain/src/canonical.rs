@@ -19,6 +19,7 @@ fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
+        Value::String(s) => write_str(s, out),
         scalar => serde_json::to_writer(&mut *out, scalar).expect("a scalar serialises"),
     }
 }
@@ -39,11 +40,45 @@ pub(crate) fn write_entries<'a, K: AsRef<str>>(
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut *out, k.as_ref()).expect("a string serialises");
+        write_str(k.as_ref(), out);
         out.push(b':');
         write_canonical(v, out);
     }
     out.push(b'}');
+}
+
+/// A JSON string as `serde_json` writes it. Nearly every string in a push needs no escape, and
+/// for those the bytes are copied as they are, after one scan (a fast path: see `crate::fast`).
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    if needs_escape(s.as_bytes()) {
+        serde_json::to_writer(&mut *out, s).expect("a string serialises");
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `bytes` hold a control character, `"` or `\`: eight bytes at a time, as
+/// `serde_json`'s reader looks for escapes.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each byte of `word` below `n` (n ≤ 0x80) is set in the result.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
+    let is = |word: u64, b: u8| below(word ^ (ONES * u64::from(b)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        if below(word, 0x20) | is(word, b'"') | is(word, b'\\') != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Lower-case hex SHA-256 of `bytes`.
@@ -56,6 +91,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut samples: Vec<String> = (0u32..0x300)
+            .filter_map(char::from_u32)
+            .map(|c| format!("a{c}b"))
+            .collect();
+        samples
+            .extend(["", "plain", "\"", "\\", "\u{7f}", "é", "\u{2028}", "日本"].map(String::from));
+        // Each escaped character at every position of a word, in strings of every length.
+        for len in 1..20 {
+            for at in 0..len {
+                for c in ['\0', '\u{1f}', '"', '\\', ' ', '\u{7f}', 'é'] {
+                    let mut s: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                    s.replace_range(at..=at, &c.to_string());
+                    samples.push(s);
+                }
+            }
+        }
+        for s in samples {
+            let mut ours = Vec::new();
+            write_str(&s, &mut ours);
+            assert_eq!(ours, serde_json::to_vec(&s).unwrap(), "{s:?}");
+        }
+    }
 
     #[test]
     fn hex_digest_is_hex_encode() {
