@@ -10,7 +10,6 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::cdr::ParsedPush;
-use crate::fast::push_padded;
 use crate::recording::RecordingStatus;
 
 /// Attribute present (value `PENDING`) only while a recording waits to be archived, so the
@@ -139,64 +138,64 @@ pub fn into_record_item(
         payload_sha256,
     } = push;
     let answered = r.answered();
-    let string = |v: Option<String>| v.map(Value::from);
     // DynamoDB refuses an empty string as a secondary-index key: an empty `callId` or
     // `businessId` is stored as absent, or the record could never be written.
-    let index_key = |v: Option<String>| v.filter(|s| !s.is_empty()).map(Value::from);
-    let time = |t: Option<i64>| t.filter(|t| *t > 0).and_then(iso_time).map(Value::from);
+    let index_key = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let time = |t: Option<i64>| t.filter(|t| *t > 0).and_then(iso_time);
     let extra = (!r.extra.is_empty()).then(|| Value::Object(r.extra.into_iter().collect()));
     let (pending, recording_key, recording_error) = match plan {
         RecordingPlan::None => (None, None, None),
         RecordingPlan::Pending { key } => (
-            Some(RecordingStatus::Pending.as_str().into()),
-            Some(key.as_str().into()),
+            Some(RecordingStatus::Pending.as_str()),
+            Some(key.as_str()),
             None,
         ),
-        RecordingPlan::Refused { reason } => (None, None, Some(reason.as_str().into())),
+        RecordingPlan::Refused { reason } => (None, None, Some(reason.as_str())),
     };
-    let attributes: [(&str, Option<Value>); 32] = [
-        ("answerAt", r.answer_at.map(Value::from)),
-        ("answerTime", time(r.answer_at)),
-        ("answered", Some(answered.into())),
-        ("bindId", string(r.bind_id)),
-        ("businessId", index_key(r.business_id)),
-        ("callId", index_key(r.call_id)),
-        ("callStatus", r.call_status.map(Value::from)),
-        ("callStatusMsg", string(r.call_status_msg)),
-        (
-            "callStatusText",
-            Some(call_status_text(r.call_status).into()),
-        ),
-        ("callee", string(r.callee)),
-        ("caller", string(r.caller)),
-        ("customerBindId", string(r.customer_bind_id)),
-        ("did", string(r.did)),
-        ("duration", r.duration.map(Value::from)),
-        ("extraFields", extra),
-        ("hangup", r.hangup.map(Value::from)),
-        ("hangupAt", r.hangup_at.map(Value::from)),
-        ("hangupBy", r.hangup.map(|h| hangup_by(h).into())),
-        ("hangupCause", string(r.hangup_cause)),
-        ("hangupCode", r.hangup_code.map(Value::from)),
-        ("hangupTime", time(r.hangup_at)),
-        ("id", Some(r.id.into())),
-        ("payloadSha256", Some(payload_sha256.into())),
-        (PENDING_ATTRIBUTE, pending),
-        ("receivedAt", Some(format_time(received_at).into())),
-        ("receivedAtEpoch", Some(received_at.unix_timestamp().into())),
-        ("recordFile", string(r.record_file)),
-        ("recordingError", recording_error),
-        ("recordingKey", recording_key),
-        ("recordingStatus", Some(plan.status().as_str().into())),
-        ("startAt", r.start_at.map(Value::from)),
-        ("startTime", time(r.start_at)),
-    ];
-    RecordItem(
-        attributes
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, value?)))
-            .collect(),
-    )
+    // Pushed straight into a vector sized once, each value made into JSON as it goes in (a
+    // staged `Option<Value>` per attribute cost more than the rest of the item).
+    let mut item = Vec::with_capacity(32);
+    put(&mut item, "answerAt", r.answer_at);
+    put(&mut item, "answerTime", time(r.answer_at));
+    put(&mut item, "answered", Some(answered));
+    put(&mut item, "bindId", r.bind_id);
+    put(&mut item, "businessId", index_key(r.business_id));
+    put(&mut item, "callId", index_key(r.call_id));
+    put(&mut item, "callStatus", r.call_status);
+    put(&mut item, "callStatusMsg", r.call_status_msg);
+    put(
+        &mut item,
+        "callStatusText",
+        Some(call_status_text(r.call_status)),
+    );
+    put(&mut item, "callee", r.callee);
+    put(&mut item, "caller", r.caller);
+    put(&mut item, "customerBindId", r.customer_bind_id);
+    put(&mut item, "did", r.did);
+    put(&mut item, "duration", r.duration);
+    put(&mut item, "extraFields", extra);
+    put(&mut item, "hangup", r.hangup);
+    put(&mut item, "hangupAt", r.hangup_at);
+    put(&mut item, "hangupBy", r.hangup.map(hangup_by));
+    put(&mut item, "hangupCause", r.hangup_cause);
+    put(&mut item, "hangupCode", r.hangup_code);
+    put(&mut item, "hangupTime", time(r.hangup_at));
+    put(&mut item, "id", Some(r.id));
+    put(&mut item, "payloadSha256", Some(payload_sha256));
+    put(&mut item, PENDING_ATTRIBUTE, pending);
+    put(&mut item, "receivedAt", Some(format_time(received_at)));
+    put(
+        &mut item,
+        "receivedAtEpoch",
+        Some(received_at.unix_timestamp()),
+    );
+    put(&mut item, "recordFile", r.record_file);
+    put(&mut item, "recordingError", recording_error);
+    put(&mut item, "recordingKey", recording_key);
+    put(&mut item, "recordingStatus", Some(plan.status().as_str()));
+    put(&mut item, "startAt", r.start_at);
+    put(&mut item, "startTime", time(r.start_at));
+    RecordItem(item)
 }
 
 /// The part of a stored item the receiver and the archiver act on.
@@ -250,9 +249,21 @@ fn iso_time(unix: i64) -> Option<String> {
         .map(format_time)
 }
 
+/// Appends attribute `name` when it has a value.
+fn put<T: Into<Value>>(
+    item: &mut Vec<(&'static str, Value)>,
+    name: &'static str,
+    value: Option<T>,
+) {
+    if let Some(value) = value {
+        item.push((name, value.into()));
+    }
+}
+
 /// RFC 3339 / ISO-8601 in UTC, second precision (`2022-12-19T09:00:52Z`).
 pub fn format_time(t: OffsetDateTime) -> String {
-    let (year, (hour, minute, second)) = (t.year(), t.to_hms());
+    // One calendar conversion: `year()`, `month()` and `day()` would each redo it.
+    let ((year, month, day), (hour, minute, second)) = (t.to_calendar_date(), t.to_hms());
     if !t.offset().is_utc() || !(0..=9999).contains(&year) {
         // Never the case for the callers (UTC, years 1970+); kept exact all the same.
         return t
@@ -261,21 +272,22 @@ pub fn format_time(t: OffsetDateTime) -> String {
             .format(&Rfc3339)
             .expect("a UTC time formats as RFC 3339");
     }
-    // As `Rfc3339` writes it (a fast path: see `crate::fast`).
-    let mut out = String::with_capacity(20);
-    let fields: [(u32, u32, char); 6] = [
-        (year as u32, 4, '-'),
-        (u8::from(t.month()).into(), 2, '-'),
-        (t.day().into(), 2, 'T'),
-        (hour.into(), 2, ':'),
-        (minute.into(), 2, ':'),
-        (second.into(), 2, 'Z'),
-    ];
-    for (n, width, separator) in fields {
-        push_padded(&mut out, n, width);
-        out.push(separator);
+    // As `Rfc3339` writes it (a fast path: see `crate::fast`): digits into a template.
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let year = year as u16; // 0..=9999, checked above
+    for (at, n) in [
+        (0, (year / 100) as u8),
+        (2, (year % 100) as u8),
+        (5, u8::from(month)),
+        (8, day),
+        (11, hour),
+        (14, minute),
+        (17, second),
+    ] {
+        text[at] = b'0' + n / 10;
+        text[at + 1] = b'0' + n % 10;
     }
-    out
+    String::from_utf8(text.to_vec()).expect("ASCII digits and separators")
 }
 
 #[cfg(test)]

@@ -78,17 +78,24 @@ pub fn recording_key(
         .unwrap_or(received_at);
     // As `format!("{RECORDINGS_PREFIX}{year:04}/{month:02}/{day:02}/{id}.{ext}")` would
     // write it (a fast path: see `crate::fast`).
-    let mut key = String::with_capacity(RECORDINGS_PREFIX.len() + 32);
+    let mut key = String::with_capacity(RECORDINGS_PREFIX.len() + 40);
     key.push_str(RECORDINGS_PREFIX);
-    match u32::try_from(date.year()) {
+    let (year, month, day) = date.to_calendar_date();
+    match u64::try_from(year) {
         Ok(year) => push_padded(&mut key, year, 4),
-        Err(_) => write!(key, "{:04}", date.year()).expect("a String takes any text"),
+        Err(_) => write!(key, "{year:04}").expect("a String takes any text"),
     }
     key.push('/');
-    push_padded(&mut key, u8::from(date.month()).into(), 2);
+    push_padded(&mut key, u8::from(month).into(), 2);
     key.push('/');
-    push_padded(&mut key, date.day().into(), 2);
-    write!(key, "/{id}.{}", extension(url)).expect("a String takes any text");
+    push_padded(&mut key, day.into(), 2);
+    key.push('/');
+    match u64::try_from(id) {
+        Ok(id) => push_padded(&mut key, id, 1),
+        Err(_) => write!(key, "{id}").expect("a String takes any text"),
+    }
+    key.push('.');
+    key.push_str(extension(url));
     key
 }
 
