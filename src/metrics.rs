@@ -2,7 +2,6 @@
 //! function's log, so counting costs no API call and no latency. Namespace `PnsCdr`, one
 //! dimension `Function`; the dashboard and alarms in `template.yaml` use these names.
 
-use std::io::Write;
 use std::sync::OnceLock;
 
 pub const NAMESPACE: &str = "PnsCdr";
@@ -197,36 +196,56 @@ pub fn output() -> Output {
 /// paths, all explained in `pns_cdr_domain`'s `fast` module).
 pub fn emf_line(function: Function, values: &[(Metric, f64)], timestamp_ms: i64) -> String {
     let mut out = Vec::with_capacity(160 + 48 * values.len());
+    write_emf_line(&mut out, function, values, timestamp_ms);
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// [`emf_line`], appended to `out`.
+fn write_emf_line(
+    out: &mut Vec<u8>,
+    function: Function,
+    values: &[(Metric, f64)],
+    timestamp_ms: i64,
+) {
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
-    write!(out, "{timestamp_ms}").expect("a Vec takes any bytes");
+    serde_json::to_writer(&mut *out, &timestamp_ms).expect("an integer serialises");
     out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
-    json_string(&mut out, NAMESPACE);
+    json_string(out, NAMESPACE);
     out.extend_from_slice(b",\"Dimensions\":[[\"Function\"]],\"Metrics\":[");
     for (i, (metric, _)) in values.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Name\":");
-        json_string(&mut out, metric.name());
+        json_string(out, metric.name());
         out.extend_from_slice(b",\"Unit\":");
-        json_string(&mut out, metric.unit().as_str());
+        json_string(out, metric.unit().as_str());
         out.push(b'}');
     }
     out.extend_from_slice(b"]}]},\"Function\":");
-    json_string(&mut out, function.as_str());
+    json_string(out, function.as_str());
     for (metric, value) in values {
         out.push(b',');
-        json_string(&mut out, metric.name());
+        json_string(out, metric.name());
         out.push(b':');
-        // As `json!` wrote it: shortest round-trip form, `null` for a non-finite value.
-        serde_json::to_writer(&mut out, value).expect("a float serialises");
+        // A whole count as an integer (most values are `1`); any other value in the shortest
+        // round-trip form, `null` when it is not finite.
+        if value.fract() == 0.0 && value.abs() < 9.0e15 {
+            serde_json::to_writer(&mut *out, &(*value as i64)).expect("an integer serialises");
+        } else {
+            serde_json::to_writer(&mut *out, value).expect("a float serialises");
+        }
     }
     out.push(b'}');
-    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
+/// Names, units and the namespace are plain ASCII words (a test checks every name), so they
+/// are quoted as they are: nothing to escape.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(out, s).expect("a string serialises");
+    debug_assert!(s.bytes().all(|b| b.is_ascii_alphanumeric()), "{s}");
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// Writes the metrics to stdout on Lambda (or when `PNS_METRICS=emf`); elsewhere does nothing.
@@ -235,13 +254,29 @@ pub fn emit(function: Function, values: &[(Metric, f64)]) {
     if output == Output::Off || values.is_empty() {
         return;
     }
-    let now = time::OffsetDateTime::now_utc();
-    let timestamp_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let line = emf_line(function, values, timestamp_ms);
-    match output {
-        Output::Stdout => println!("{line}"),
-        Output::Off | Output::Discard => drop(std::hint::black_box(line)),
+    // Milliseconds from `Duration`, not from `unix_timestamp_nanos`: an `i128` division is a
+    // library call.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let timestamp_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+    // One buffer per thread, reused: the line costs no allocation after the first.
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        write_emf_line(line, function, values, timestamp_ms);
+        line.push(b'\n');
+        match output {
+            // As `println!` would: one write of the whole line, a panic if stdout is gone.
+            Output::Stdout => std::io::Write::write_all(&mut std::io::stdout().lock(), line)
+                .expect("failed printing the metrics line to stdout"),
+            Output::Off | Output::Discard => {
+                std::hint::black_box(line);
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -297,7 +332,10 @@ mod tests {
         for (function, metrics) in CATALOGUE {
             for (i, metric) in metrics.iter().enumerate() {
                 let name = metric.name();
-                assert!(name.bytes().all(|b| b.is_ascii_alphanumeric()), "{name}");
+                for word in [name, metric.unit().as_str(), function.as_str(), NAMESPACE] {
+                    // `emf_line` quotes them without escaping.
+                    assert!(word.bytes().all(|b| b.is_ascii_alphanumeric()), "{word}");
+                }
                 assert!(!metrics[..i].contains(metric), "{function:?}: {name} twice");
             }
         }
