@@ -361,6 +361,9 @@ impl Field {
 /// where they differ in those bytes, so most comparisons of two keys are one integer
 /// comparison instead of a `memcmp` call (a fast path: see `crate::fast`).
 const fn key_head(key: &str) -> u64 {
+    if let Some((eight, _)) = key.as_bytes().split_first_chunk::<8>() {
+        return u64::from_be_bytes(*eight);
+    }
     let (bytes, mut head, mut i) = (key.as_bytes(), 0u64, 0);
     while i < 8 {
         let byte = if i < bytes.len() { bytes[i] } else { 0 };
