@@ -250,16 +250,17 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
 
 /// Writes the metrics to stdout on Lambda (or when `PNS_METRICS=emf`); elsewhere does nothing.
 pub fn emit(function: Function, values: &[(Metric, f64)]) {
+    emit_at(function, values, time::OffsetDateTime::now_utc());
+}
+
+/// [`emit`], stamped with `at` instead of the clock's time.
+pub fn emit_at(function: Function, values: &[(Metric, f64)], at: time::OffsetDateTime) {
     let output = output();
     if output == Output::Off || values.is_empty() {
         return;
     }
-    // Milliseconds from `Duration`, not from `unix_timestamp_nanos`: an `i128` division is a
-    // library call.
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let timestamp_ms = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+    // Whole milliseconds without `unix_timestamp_nanos`: its `i128` division is a library call.
+    let timestamp_ms = at.unix_timestamp() * 1000 + i64::from(at.millisecond());
     // One buffer per thread, reused: the line costs no allocation after the first.
     thread_local! {
         static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
