@@ -1,6 +1,8 @@
 //! The canonical JSON form of a push and its digest: what tells an exact retry from a
 //! conflicting one, whatever the sender's key order or white space.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -31,7 +33,34 @@ fn write_canonical_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
     write_entries(entries.into_iter(), out);
 }
 
-pub(crate) fn write_entries<'a, K: AsRef<str>>(
+/// An object key, written as `serde_json` writes it.
+pub(crate) trait CanonicalKey {
+    fn write_key(&self, out: &mut Vec<u8>);
+}
+
+impl CanonicalKey for &String {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        write_str(self, out);
+    }
+}
+
+/// A key of the pushed body. `serde_json` borrows a key only when it holds no escape, and a
+/// JSON string holds no raw control character, so a borrowed key needs no escape scan (a fast
+/// path: see `crate::fast`).
+impl CanonicalKey for &Cow<'_, str> {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        match self {
+            Cow::Borrowed(plain) => {
+                out.push(b'"');
+                out.extend_from_slice(plain.as_bytes());
+                out.push(b'"');
+            }
+            Cow::Owned(key) => write_str(key, out),
+        }
+    }
+}
+
+pub(crate) fn write_entries<'a, K: CanonicalKey>(
     entries: impl Iterator<Item = (K, &'a Value)>,
     out: &mut Vec<u8>,
 ) {
@@ -40,7 +69,7 @@ pub(crate) fn write_entries<'a, K: AsRef<str>>(
         if i > 0 {
             out.push(b',');
         }
-        write_str(k.as_ref(), out);
+        k.write_key(out);
         out.push(b':');
         write_canonical(v, out);
     }

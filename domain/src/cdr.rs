@@ -136,10 +136,7 @@ impl<'a> PushObject<'a> {
         };
         // The digest is of the body as sent (before any field is normalised).
         let mut canonical = Vec::with_capacity(body.len());
-        canonical::write_entries(
-            object.sorted().map(|(k, v)| (k.as_ref(), v)),
-            &mut canonical,
-        );
+        canonical::write_entries(object.sorted().map(|(k, v)| (k, v)), &mut canonical);
         object.payload_sha256 = sha256_hex(&canonical);
         Ok(object)
     }

@@ -12,7 +12,8 @@
 //!   fields and a `memcmp` call per comparison were a tenth of the handler), and the sorted
 //!   fields meet the sorted declared names in one merge pass instead of a search per field.
 //! - `canonical::write_str` copies a string that needs no escape as it is, after a scan
-//!   eight bytes at a time; `serde_json`'s writer looks every byte up in its escape table.
+//!   eight bytes at a time; `serde_json`'s writer looks every byte up in its escape table. A
+//!   key borrowed from the body is copied without the scan (`canonical::CanonicalKey`).
 //! - `item::format_time` writes its digits into a fixed `YYYY-MM-DDThh:mm:ssZ` template
 //!   (four per push); `time`'s RFC 3339 formatter took about twice the instructions.
 //! - `canonical::sha256_hex` writes the digest with `hex::encode_to_slice`: no per-char
