@@ -50,11 +50,7 @@ impl CanonicalKey for &String {
 impl CanonicalKey for &Cow<'_, str> {
     fn write_key(&self, out: &mut Vec<u8>) {
         match self {
-            Cow::Borrowed(plain) => {
-                out.push(b'"');
-                out.extend_from_slice(plain.as_bytes());
-                out.push(b'"');
-            }
+            Cow::Borrowed(plain) => write_quoted(plain, out),
             Cow::Owned(key) => write_str(key, out),
         }
     }
@@ -82,11 +78,16 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     if needs_escape(s.as_bytes()) {
         serde_json::to_writer(&mut *out, s).expect("a string serialises");
     } else {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        write_quoted(s, out);
     }
+}
+
+/// `s` between quotes, as it is: for a string known to need no escape.
+fn write_quoted(s: &str, out: &mut Vec<u8>) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
 }
 
 /// Whether `bytes` hold a control character, `"` or `\`: eight bytes at a time, as

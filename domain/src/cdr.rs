@@ -146,16 +146,17 @@ impl<'a> PushObject<'a> {
         self.order.iter().map(|(_, i)| &self.fields[*i as usize])
     }
 
-    /// The fields by key, without repeats, and the digest.
-    pub(crate) fn into_sorted(self) -> (impl Iterator<Item = (Key<'a>, Value)>, String) {
+    /// The fields by key, without repeats, each with its key's `key_head`; and the digest.
+    pub(crate) fn into_sorted(self) -> (impl Iterator<Item = (u64, Key<'a>, Value)>, String) {
         let Self {
             mut fields,
             order,
             payload_sha256,
         } = self;
-        let sorted = order
-            .into_iter()
-            .map(move |(_, i)| std::mem::take(&mut fields[i as usize]));
+        let sorted = order.into_iter().map(move |(head, i)| {
+            let (key, value) = std::mem::take(&mut fields[i as usize]);
+            (head, key, value)
+        });
         (sorted, payload_sha256)
     }
 
@@ -220,17 +221,16 @@ impl CallRecord {
 impl CallRecord {
     /// Moves every declared field into its type, naming the first field that cannot be (the
     /// integers first, in this order, then the strings); the other fields are `extra`.
-    /// `fields` are sorted by key without repeats, as `DECLARED_FIELDS` is: one merge pass
-    /// puts each in its slot. Hand-written rather than `serde_json::from_value` (a fast path:
+    /// `fields` (key head, key, value) are sorted by key without repeats, as `DECLARED_FIELDS`
+    /// is: one merge pass puts each in its slot. Hand-written rather than `serde_json::from_value` (a fast path:
     /// see `crate::fast`).
     fn from_fields<'a>(
-        fields: impl Iterator<Item = (Key<'a>, Value)>,
+        fields: impl Iterator<Item = (u64, Key<'a>, Value)>,
     ) -> Result<Self, InvalidPush> {
         let mut slots: [Option<Value>; DECLARED_FIELDS.len()] = Default::default();
         let mut extra = BTreeMap::new();
         let mut next = 0;
-        for (key, value) in fields {
-            let head = key_head(&key);
+        for (head, key, value) in fields {
             let before = |i: usize| (DECLARED_HEADS[i], DECLARED_FIELDS[i]) < (head, key.as_ref());
             while next < DECLARED_FIELDS.len() && before(next) {
                 next += 1;
