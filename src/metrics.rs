@@ -190,23 +190,11 @@ pub fn output() -> Output {
     })
 }
 
-/// One EMF document for `function` with the given values.
+/// Appends one EMF document for `function` with the given values to `out`.
 ///
 /// Written directly rather than built as a `serde_json::Value` (one of the webhook's fast
 /// paths, all explained in `pns_cdr_domain`'s `fast` module).
-pub fn emf_line(function: Function, values: &[(Metric, f64)], timestamp_ms: i64) -> String {
-    let mut out = Vec::with_capacity(160 + 48 * values.len());
-    write_emf_line(&mut out, function, values, timestamp_ms);
-    String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// [`emf_line`], appended to `out`.
-fn write_emf_line(
-    out: &mut Vec<u8>,
-    function: Function,
-    values: &[(Metric, f64)],
-    timestamp_ms: i64,
-) {
+fn emf_line(out: &mut Vec<u8>, function: Function, values: &[(Metric, f64)], timestamp_ms: i64) {
     out.extend_from_slice(b"{\"_aws\":{\"Timestamp\":");
     serde_json::to_writer(&mut *out, &timestamp_ms).expect("an integer serialises");
     out.extend_from_slice(b",\"CloudWatchMetrics\":[{\"Namespace\":");
@@ -267,7 +255,7 @@ pub fn emit_at(function: Function, values: &[(Metric, f64)], at: time::OffsetDat
     }
     LINE.with_borrow_mut(|line| {
         line.clear();
-        write_emf_line(line, function, values, timestamp_ms);
+        emf_line(line, function, values, timestamp_ms);
         line.push(b'\n');
         match output {
             // As `println!` would: one write of the whole line, a panic if stdout is gone.
@@ -286,9 +274,15 @@ mod tests {
 
     use super::*;
 
+    fn document(function: Function, values: &[(Metric, f64)], timestamp_ms: i64) -> String {
+        let mut out = Vec::new();
+        emf_line(&mut out, function, values, timestamp_ms);
+        String::from_utf8(out).expect("serde_json writes UTF-8")
+    }
+
     #[test]
     fn emf_document_declares_every_value() {
-        let line = emf_line(
+        let line = document(
             Function::Webhook,
             &[(Metric::PushStored, 1.0), (Metric::PushLatencyMs, 12.5)],
             1_700_000_000_000,
@@ -310,7 +304,7 @@ mod tests {
 
     #[test]
     fn emf_document_is_json_whatever_the_values() {
-        let line = emf_line(
+        let line = document(
             Function::Archiver,
             &[
                 (Metric::BytesArchived, f64::NAN),

@@ -128,14 +128,13 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             (Metric::PushLatencyMs, latency_ms),
         ];
         // Stamped with the push's arrival: one clock read fewer.
-        let at = received_at;
         match also {
             Some(also) => metrics::emit_at(
                 Function::Webhook,
                 &[values[0], values[1], values[2], (also, 1.0)],
-                at,
+                received_at,
             ),
-            None => metrics::emit_at(Function::Webhook, &values, at),
+            None => metrics::emit_at(Function::Webhook, &values, received_at),
         }
         outcome
     }
