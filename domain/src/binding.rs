@@ -61,7 +61,7 @@ impl BindingError {
 
     pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedBindingError, InvalidPush> {
         let (fields, payload_sha256) = object.into_sorted();
-        let mut top: Map<String, Value> = fields.map(|(_, k, v)| (k.into_owned(), v)).collect();
+        let mut top: Map<String, Value> = fields.map(|(k, v)| (k.into_owned(), v)).collect();
         let request_id = identifier(&mut top, "requestId")?
             .filter(|id| !id.trim().is_empty())
             .ok_or_else(|| InvalidPush::field("requestId", "is required"))?;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 /// Compact JSON with object keys sorted at every depth, so the digest does not depend on the
 /// sender's key order or on which map type serde_json was built with.
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+pub(crate) fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => write_canonical_object(map, out),
         Value::Array(items) => {

@@ -101,7 +101,12 @@ pub fn recording_key(
 
 /// `wav` for WAV URLs, `mp3` otherwise (NXCLOUD's documented format).
 fn extension(url: &str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or_default().as_bytes();
+    // A byte search: `split(['?', '#'])` decoded every character of the URL.
+    let url = url.as_bytes();
+    let path = match url.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(end) => &url[..end],
+        None => url,
+    };
     if path.len() >= 4 && path[path.len() - 4..].eq_ignore_ascii_case(b".wav") {
         "wav"
     } else {
@@ -153,10 +158,19 @@ mod tests {
             recording_key(45, Some(0), received, url),
             "recordings/2030/01/01/45.mp3"
         );
-        assert_eq!(
-            recording_key(7, None, received, "https://h/a.WAV?sig=1"),
-            "recordings/2030/01/01/7.wav"
-        );
+        for (url, ext) in [
+            ("https://h/a.WAV?sig=1", "wav"),
+            ("https://h/a.wav#t=1", "wav"),
+            ("https://h/a.mp3?x=.wav", "mp3"),
+            ("https://h/a.mp3#.wav", "mp3"),
+            ("https://h/a.wav/", "mp3"),
+            ("https://h/é.wav", "wav"),
+            (".wav", "wav"),
+            ("wav", "mp3"),
+        ] {
+            let key = recording_key(7, None, received, url);
+            assert_eq!(key, format!("recordings/2030/01/01/7.{ext}"), "{url}");
+        }
     }
 
     #[test]

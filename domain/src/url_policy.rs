@@ -188,20 +188,19 @@ impl UrlPolicy {
 /// decode, map or strip. `None` means "not plain", never "refused".
 fn plain_https_host(raw: &str) -> Option<&str> {
     let rest = raw.strip_prefix("https://")?;
-    let host = match rest.find('/') {
+    let host = match rest.bytes().position(|b| b == b'/') {
         Some(end) => &rest[..end],
         None => rest,
     };
-    let plain = |label: &str| {
+    // Over bytes: splitting the `str` at a `char` decoded every character.
+    let plain = |label: &[u8]| {
         !label.is_empty()
-            && !label.starts_with("xn--")
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with(b"xn--")
+            && (label.iter()).all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    let last = host.rsplit('.').next()?;
-    (host.split('.').all(plain) && last.starts_with(|c: char| c.is_ascii_lowercase()))
-        .then_some(host)
+    let labels = || host.as_bytes().split(|&b| b == b'.');
+    let last = labels().next_back()?;
+    (labels().all(plain) && last.first().is_some_and(u8::is_ascii_lowercase)).then_some(host)
 }
 
 /// Every block of IANA's IPv4 and IPv6 Special-Purpose Address Registries (as of 2025), with
