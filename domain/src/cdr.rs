@@ -199,27 +199,6 @@ impl<'a> PushObject<'a> {
         (sorted, payload_sha256)
     }
 
-    /// The value of each declared name, by position in `DECLARED_FIELDS`; the other fields
-    /// by key, without repeats; and the digest.
-    fn into_declared(
-        self,
-    ) -> (
-        [Option<Value>; DECLARED_FIELDS.len()],
-        impl Iterator<Item = (Key<'a>, Value)>,
-        String,
-    ) {
-        let Self {
-            mut fields,
-            declared,
-            others,
-            payload_sha256,
-        } = self;
-        let mut take = move |at: u32| std::mem::take(&mut fields[at as usize]);
-        let values = declared.map(|at| at.map(|at| take(at).1));
-        let others = others.into_iter().map(move |(_, at)| take(at));
-        (values, others, payload_sha256)
-    }
-
     /// Whether the object has a field `name`.
     pub(crate) fn has(&self, name: &str) -> bool {
         if let Some(slot) = declared_slot(name) {
@@ -243,8 +222,13 @@ impl CallRecord {
     }
 
     pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedPush, InvalidPush> {
-        let (declared, others, payload_sha256) = object.into_declared();
-        let record = Self::from_fields(declared, others)?;
+        let PushObject {
+            mut fields,
+            declared,
+            others,
+            payload_sha256,
+        } = object;
+        let record = Self::from_fields(&mut fields, declared, &others)?;
         if record.id <= 0 {
             return Err(InvalidPush::field("id", "must be a positive integer"));
         }
@@ -285,54 +269,64 @@ impl CallRecord {
     /// Moves every declared field into its type, naming the first field that cannot be (the
     /// integers first, in this order, then the strings); the other fields are `extra`.
     /// Hand-written rather than `serde_json::from_value` (a fast path: see `crate::fast`).
-    fn from_fields<'a>(
-        mut declared: [Option<Value>; DECLARED_FIELDS.len()],
-        others: impl Iterator<Item = (Key<'a>, Value)>,
+    fn from_fields(
+        fields: &mut [(Key<'_>, Value)],
+        declared: [Option<u32>; DECLARED_FIELDS.len()],
+        others: &[(u64, u32)],
     ) -> Result<Self, InvalidPush> {
-        let extra = others
-            .map(|(key, value)| (key.into_owned(), value))
+        // Each value is moved out of `fields` once, straight to where it goes: no array of
+        // the 18 values is built, and none is moved again (a fast path: see `crate::fast`).
+        let mut take = |at: u32| std::mem::take(&mut fields[at as usize]);
+        let extra = (others.iter())
+            .map(|&(_, at)| {
+                let (key, value) = take(at);
+                (key.into_owned(), value)
+            })
             .collect();
-        // Each declared field as (wire name, value), bound by position in `DECLARED_FIELDS`
-        // (`declared_fields_land_in_their_fields` checks every binding).
+        // Each declared field as (wire name, position in `fields`), bound by position in
+        // `DECLARED_FIELDS` (`declared_fields_land_in_their_fields` checks every binding).
         #[rustfmt::skip] // One line per five names, not one line of 200 characters.
         let [
             answer_at, bind_id, business_id, call_id, call_status,
             call_status_msg, callee, caller, customer_bind_id, did,
             duration, hangup, hangup_at, hangup_cause, hangup_code,
             id, record_file, start_at,
-        ] = std::array::from_fn(|i| Field(DECLARED_FIELDS[i], declared[i].take()));
+        ] = std::array::from_fn(|i| (DECLARED_FIELDS[i], declared[i]));
+        let mut field =
+            |(name, at): (&'static str, Option<u32>)| Field(name, at.map(|at| take(at).1));
+        let id = field(id);
         if id.1.as_ref().is_none_or(Value::is_null) {
             return Err(InvalidPush::field("id", "is required"));
         }
-        let call_status = call_status.integer()?;
-        let duration = duration.integer()?;
-        let start_at = start_at.integer()?;
-        let answer_at = answer_at.integer()?;
-        let hangup_at = hangup_at.integer()?;
-        let hangup_code = hangup_code.integer()?;
-        let hangup = hangup.integer()?;
+        let call_status = field(call_status).integer()?;
+        let duration = field(duration).integer()?;
+        let start_at = field(start_at).integer()?;
+        let answer_at = field(answer_at).integer()?;
+        let hangup_at = field(hangup_at).integer()?;
+        let hangup_code = field(hangup_code).integer()?;
+        let hangup = field(hangup).integer()?;
         let id = id
             .integer()?
             .ok_or_else(|| InvalidPush::field("id", "is required"))?;
         Ok(Self {
             id,
-            business_id: business_id.string()?,
-            customer_bind_id: customer_bind_id.string()?,
-            bind_id: bind_id.string()?,
-            call_id: call_id.string()?,
-            did: did.string()?,
-            caller: caller.string()?,
-            callee: callee.string()?,
+            business_id: field(business_id).string()?,
+            customer_bind_id: field(customer_bind_id).string()?,
+            bind_id: field(bind_id).string()?,
+            call_id: field(call_id).string()?,
+            did: field(did).string()?,
+            caller: field(caller).string()?,
+            callee: field(callee).string()?,
             call_status,
-            call_status_msg: call_status_msg.string()?,
+            call_status_msg: field(call_status_msg).string()?,
             duration,
             start_at,
             answer_at,
             hangup_at,
-            hangup_cause: hangup_cause.string()?,
+            hangup_cause: field(hangup_cause).string()?,
             hangup_code,
             hangup,
-            record_file: record_file.string()?,
+            record_file: field(record_file).string()?,
             extra,
         })
     }
@@ -372,40 +366,48 @@ const DECLARED_HEADS: [u64; DECLARED_FIELDS.len()] = {
     heads
 };
 
-/// Each declared name as two eight-byte words (`name_words`), in the same order.
-const DECLARED_WORDS: [(u64, u64); DECLARED_FIELDS.len()] = {
-    let mut words = [(0, 0); DECLARED_FIELDS.len()];
-    let mut i = 0;
-    while i < words.len() {
-        words[i] = match name_words(DECLARED_FIELDS[i].as_bytes()) {
-            Some(w) => w,
-            None => panic!("a declared name is longer than 16 bytes"),
-        };
-        i += 1;
-    }
-    words
-};
-
-/// Where `key` is in `DECLARED_FIELDS`, if it is a declared name: a binary search that
-/// compares integers, then the length (the words are zero-padded).
+/// Where `key` is in `DECLARED_FIELDS`, if it is a declared name: `name_hash` picks the one
+/// candidate, which is then compared in full. A binary search over the names took a branch
+/// it could not predict at nearly every step, for every key of every push.
 fn declared_slot(key: &str) -> Option<usize> {
-    let words = name_words(key.as_bytes())?;
-    let slot = DECLARED_WORDS.binary_search(&words).ok()?;
-    (DECLARED_FIELDS[slot].len() == key.len()).then_some(slot)
+    let slot = usize::from(DECLARED_BY_HASH[name_hash(key.as_bytes())?]);
+    (DECLARED_FIELDS.get(slot)? == &key).then_some(slot)
 }
 
-/// A name of at most 16 bytes as its two `head`s; longer names are none of the declared.
-const fn name_words(bytes: &[u8]) -> Option<(u64, u64)> {
-    if bytes.len() > 16 {
+/// A hash of a name's length and its first, middle and last bytes, into `0..32`: distinct
+/// for the declared names, with this multiplier (`DECLARED_BY_HASH` fails the build if a
+/// new name collides: then pick another odd multiplier). `None` for the empty name.
+const fn name_hash(name: &[u8]) -> Option<usize> {
+    const MULTIPLIER: u32 = 0x8e73_ca47;
+    let len = name.len();
+    if len == 0 {
         return None;
     }
-    let (first, rest) = if bytes.len() > 8 {
-        bytes.split_at(8)
-    } else {
-        (bytes, &[] as &[u8])
-    };
-    Some((head(first), head(rest)))
+    let mixed = (len as u32 & 0xff)
+        | (name[0] as u32) << 8
+        | (name[len - 1] as u32) << 16
+        | (name[len / 2] as u32) << 24;
+    Some((mixed.wrapping_mul(MULTIPLIER) >> 27) as usize)
 }
+
+/// The position in `DECLARED_FIELDS` of the name with each `name_hash`; `u8::MAX` for none.
+const DECLARED_BY_HASH: [u8; 32] = {
+    let mut slots = [u8::MAX; 32];
+    let mut i = 0;
+    while i < DECLARED_FIELDS.len() {
+        let hash = match name_hash(DECLARED_FIELDS[i].as_bytes()) {
+            Some(hash) => hash,
+            None => panic!("a declared name is empty"),
+        };
+        assert!(
+            slots[hash] == u8::MAX,
+            "two declared names share a name_hash"
+        );
+        slots[hash] = i as u8;
+        i += 1;
+    }
+    slots
+};
 
 /// A declared field's wire name and pushed value.
 struct Field(&'static str, Option<Value>);
