@@ -157,19 +157,20 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                 ),
             };
             let kind = (push.route, Quarantine::TooLarge);
-            return self.quarantine(push.body, why, received_at, kind).await;
+            return Box::pin(self.quarantine(push.body, why, received_at, kind)).await;
         }
         match push::parse(push.body, push.route) {
             Ok(push::Push::CallRecord(parsed)) => {
                 self.store_push(push.body, parsed, received_at).await
             }
+            // Boxed, as every path but a new call record's: the future of a push is moved
+            // whole on every call, and would otherwise be as large as its largest path.
             Ok(push::Push::BindingError(parsed)) => {
-                self.store_binding_error(push.body, parsed, received_at)
-                    .await
+                Box::pin(self.store_binding_error(push.body, parsed, received_at)).await
             }
             Err((kind, why)) => {
-                self.quarantine(push.body, why, received_at, (kind, Quarantine::InvalidBody))
-                    .await
+                let kind = (kind, Quarantine::InvalidBody);
+                Box::pin(self.quarantine(push.body, why, received_at, kind)).await
             }
         }
     }
@@ -235,7 +236,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                     message: format!("the table refused the record: {reason}"),
                 };
                 let kind = (PushKind::CallRecord, Quarantine::Unstorable);
-                self.quarantine(body, why, received_at, kind).await
+                Box::pin(self.quarantine(body, why, received_at, kind)).await
             }
             Ok(PutOutcome::Duplicate(stored)) => {
                 let push = Pushed {
@@ -243,7 +244,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                     call_id: &call_id,
                     payload_sha256: std::str::from_utf8(&payload_sha256).expect("hex digits"),
                 };
-                self.duplicate(body, push, *stored, received_at).await
+                Box::pin(self.duplicate(body, push, *stored, received_at)).await
             }
         }
     }
