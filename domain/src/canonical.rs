@@ -83,7 +83,7 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 }
 
 /// `s` between quotes, as it is: for a string known to need no escape.
-fn write_quoted(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_quoted(s: &str, out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     out.extend_from_slice(s.as_bytes());

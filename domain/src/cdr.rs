@@ -94,109 +94,86 @@ pub struct ParsedPush {
 /// A push body's top-level object, and the digest of its canonical form. Its fields are
 /// read as a JSON map would hold them: by key, the last of a repeated key winning.
 ///
-/// The call record's declared names each have a slot, found by a search over 18 integer
-/// pairs; only the other keys (none in a documented push) are sorted. Sorting every key
-/// and merging the sorted keys with the declared names was a tenth of the webhook's work
-/// (a fast path: see `crate::fast`).
+/// The reader puts each value of a declared name straight into that name's slot, found by
+/// a perfect hash (`declared_slot`); only the other keys (none in a documented push) are
+/// kept with their keys and sorted. Keeping every field in arrival order, sorting them all
+/// and merging them with the declared names was a fifth of the webhook's work (a fast path:
+/// see `crate::fast`).
 pub(crate) struct PushObject<'a> {
-    /// In arrival order.
-    fields: Vec<(Key<'a>, Value)>,
-    /// Where the last field of each declared name is in `fields`, by position in
-    /// `DECLARED_FIELDS`.
-    declared: [Option<u32>; DECLARED_FIELDS.len()],
-    /// Where each other key's last field is in `fields`, with its `key_head`: by key, one
-    /// per key.
-    others: Vec<(u64, u32)>,
+    /// The value of each declared name, by position in `DECLARED_FIELDS`.
+    declared: [Option<Value>; DECLARED_FIELDS.len()],
+    /// The other fields with their `key_head`: by key, one per key.
+    others: Vec<(u64, Key<'a>, Value)>,
     pub(crate) payload_sha256: String,
 }
 
 impl<'a> PushObject<'a> {
     /// Reads a body that must be a JSON object.
     pub(crate) fn read(body: &'a [u8]) -> Result<Self, InvalidPush> {
-        let TopLevel(fields) = serde_json::from_slice(body)
-            .map_err(|e| InvalidPush::body(format!("body is not valid JSON: {e}")))?;
-        let Some(fields) = fields else {
-            return Err(InvalidPush::body("body is not a JSON object"));
+        let mut object = Self {
+            declared: Default::default(),
+            others: Vec::new(),
+            payload_sha256: String::new(),
         };
-        let mut declared = [None; DECLARED_FIELDS.len()];
-        let mut others = Vec::new();
-        for (i, (key, _)) in (0u32..).zip(&fields) {
-            match declared_slot(key) {
-                // A later arrival of the same key takes the slot.
-                Some(slot) => declared[slot] = Some(i),
-                None => others.push((key_head(key), i)),
-            }
+        // As `serde_json::from_slice` reads, into the slots of `object`.
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        let is_object = (ObjectReader(&mut object).deserialize(&mut reader))
+            .and_then(|is_object| reader.end().map(|()| is_object))
+            .map_err(|e| InvalidPush::body(format!("body is not valid JSON: {e}")))?;
+        if !is_object {
+            return Err(InvalidPush::body("body is not a JSON object"));
         }
-        if !others.is_empty() {
-            let key = |i: u32| fields[i as usize].0.as_ref();
-            // By key, then by arrival: of a repeated key, the last arrival ends its run and
-            // is the one kept.
-            others.sort_unstable_by(|a: &(u64, u32), b: &(u64, u32)| {
-                (a.0.cmp(&b.0))
-                    .then_with(|| key(a.1).cmp(key(b.1)))
-                    .then(a.1.cmp(&b.1))
-            });
+        if !object.others.is_empty() {
+            // By key, and stable: of a repeated key, the last arrival ends its run and is the
+            // one kept.
+            let others = &mut object.others;
+            others.sort_by(|a, b| (a.0.cmp(&b.0)).then_with(|| a.1.cmp(&b.1)));
             others.dedup_by(|later, kept| {
-                let repeated = later.0 == kept.0 && key(later.1) == key(kept.1);
+                let repeated = later.0 == kept.0 && later.1 == kept.1;
                 if repeated {
                     std::mem::swap(later, kept);
                 }
                 repeated
             });
         }
-        let mut object = Self {
-            fields,
-            declared,
-            others,
-            payload_sha256: String::new(),
-        };
         // The digest is of the body as sent (before any field is normalised).
         let mut canonical = Vec::with_capacity(body.len());
-        canonical::write_entries(object.sorted().map(|(k, v)| (k, v)), &mut canonical);
+        canonical::write_entries(object.sorted(), &mut canonical);
         object.payload_sha256 = sha256_hex(&canonical);
         Ok(object)
     }
 
-    /// Where each field is in `fields`, by key, without repeats: the declared slots and the
-    /// other keys, merged.
-    fn positions(&self) -> impl Iterator<Item = u32> + '_ {
+    /// The fields by key, without repeats: the declared slots and the other keys, merged.
+    fn sorted(&self) -> impl Iterator<Item = (SortedKey<'_, 'a>, &Value)> {
         let mut declared = (self.declared.iter().enumerate())
-            .filter_map(|(slot, at)| at.map(|at| (slot, at)))
+            .filter_map(|(slot, value)| value.as_ref().map(|value| (slot, value)))
             .peekable();
         let mut others = self.others.iter().peekable();
         std::iter::from_fn(move || {
             let declared_first = match (declared.peek(), others.peek()) {
-                (Some(&(slot, _)), Some(&&(head, at))) => {
-                    let other = self.fields[at as usize].0.as_ref();
-                    (DECLARED_HEADS[slot], DECLARED_FIELDS[slot]) < (head, other)
+                (Some(&(slot, _)), Some((head, key, _))) => {
+                    (DECLARED_HEADS[slot], DECLARED_FIELDS[slot]) < (*head, key.as_ref())
                 }
                 (declared, _) => declared.is_some(),
             };
             if declared_first {
-                declared.next().map(|(_, at)| at)
+                let (slot, value) = declared.next()?;
+                Some((SortedKey::Declared(DECLARED_FIELDS[slot]), value))
             } else {
-                others.next().map(|&(_, at)| at)
+                let (_, key, value) = others.next()?;
+                Some((SortedKey::Other(key), value))
             }
         })
     }
 
-    /// The fields by key, without repeats.
-    fn sorted(&self) -> impl Iterator<Item = &(Key<'a>, Value)> {
-        self.positions().map(|at| &self.fields[at as usize])
-    }
-
     /// The fields by key, without repeats; and the digest.
     pub(crate) fn into_sorted(self) -> (impl Iterator<Item = (Key<'a>, Value)>, String) {
-        let order: Vec<u32> = self.positions().collect();
-        let Self {
-            mut fields,
-            payload_sha256,
-            ..
-        } = self;
-        let sorted = order
-            .into_iter()
-            .map(move |at| std::mem::take(&mut fields[at as usize]));
-        (sorted, payload_sha256)
+        let declared = (self.declared.into_iter().enumerate())
+            .filter_map(|(slot, value)| Some((Key::Borrowed(DECLARED_FIELDS[slot]), value?)));
+        let mut fields: Vec<(Key<'a>, Value)> = declared.collect();
+        fields.extend(self.others.into_iter().map(|(_, key, value)| (key, value)));
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+        (fields.into_iter(), self.payload_sha256)
     }
 
     /// Whether the object has a field `name`.
@@ -206,11 +183,24 @@ impl<'a> PushObject<'a> {
         }
         let head = key_head(name);
         self.others
-            .binary_search_by(|(h, at)| {
-                h.cmp(&head)
-                    .then_with(|| self.fields[*at as usize].0.as_ref().cmp(name))
-            })
+            .binary_search_by(|(h, key, _)| h.cmp(&head).then_with(|| key.as_ref().cmp(name)))
             .is_ok()
+    }
+}
+
+/// A key of a `PushObject`, as its canonical form writes it.
+enum SortedKey<'s, 'a> {
+    /// A declared name: plain letters, nothing to escape.
+    Declared(&'static str),
+    Other(&'s Key<'a>),
+}
+
+impl canonical::CanonicalKey for SortedKey<'_, '_> {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Declared(name) => canonical::write_quoted(name, out),
+            Self::Other(key) => key.write_key(out),
+        }
     }
 }
 
@@ -223,12 +213,11 @@ impl CallRecord {
 
     pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedPush, InvalidPush> {
         let PushObject {
-            mut fields,
             declared,
             others,
             payload_sha256,
         } = object;
-        let record = Self::from_fields(&mut fields, declared, &others)?;
+        let record = Self::from_fields(declared, others)?;
         if record.id <= 0 {
             return Err(InvalidPush::field("id", "must be a positive integer"));
         }
@@ -270,20 +259,13 @@ impl CallRecord {
     /// integers first, in this order, then the strings); the other fields are `extra`.
     /// Hand-written rather than `serde_json::from_value` (a fast path: see `crate::fast`).
     fn from_fields(
-        fields: &mut [(Key<'_>, Value)],
-        declared: [Option<u32>; DECLARED_FIELDS.len()],
-        others: &[(u64, u32)],
+        mut declared: [Option<Value>; DECLARED_FIELDS.len()],
+        others: Vec<(u64, Key<'_>, Value)>,
     ) -> Result<Self, InvalidPush> {
-        // Each value is moved out of `fields` once, straight to where it goes: no array of
-        // the 18 values is built, and none is moved again (a fast path: see `crate::fast`).
-        let mut take = |at: u32| std::mem::take(&mut fields[at as usize]);
-        let extra = (others.iter())
-            .map(|&(_, at)| {
-                let (key, value) = take(at);
-                (key.into_owned(), value)
-            })
+        let extra = (others.into_iter())
+            .map(|(_, key, value)| (key.into_owned(), value))
             .collect();
-        // Each declared field as (wire name, position in `fields`), bound by position in
+        // Each declared field as (wire name, slot), bound by position in
         // `DECLARED_FIELDS` (`declared_fields_land_in_their_fields` checks every binding).
         #[rustfmt::skip] // One line per five names, not one line of 200 characters.
         let [
@@ -291,9 +273,9 @@ impl CallRecord {
             call_status_msg, callee, caller, customer_bind_id, did,
             duration, hangup, hangup_at, hangup_cause, hangup_code,
             id, record_file, start_at,
-        ] = std::array::from_fn(|i| (DECLARED_FIELDS[i], declared[i]));
-        let mut field =
-            |(name, at): (&'static str, Option<u32>)| Field(name, at.map(|at| take(at).1));
+        ] = std::array::from_fn(|i| (DECLARED_FIELDS[i], i));
+        // Each value moves out of its slot once, straight to where it goes.
+        let mut field = |(name, slot): (&'static str, usize)| Field(name, declared[slot].take());
         let id = field(id);
         if id.1.as_ref().is_none_or(Value::is_null) {
             return Err(InvalidPush::field("id", "is required"));
@@ -462,58 +444,61 @@ const fn head(bytes: &[u8]) -> u64 {
 /// A key of the pushed object: borrowed from the body unless it holds an escape.
 pub(crate) type Key<'a> = Cow<'a, str>;
 
-/// The pushed body's top level: its fields in arrival order, or `None` when the body is JSON
-/// but not an object. Parsed by hand (a fast path: see `crate::fast`): keys are borrowed and
-/// no map is built just to be taken apart again; values are ordinary `serde_json::Value`s.
-struct TopLevel<'a>(Option<Vec<(Key<'a>, Value)>>);
+/// Reads the pushed body's top level into a `PushObject`'s slots; answers whether it is an
+/// object. Keys are borrowed from the body where they hold no escape, and no map is built
+/// just to be taken apart again; values are ordinary `serde_json::Value`s.
+struct ObjectReader<'o, 'a>(&'o mut PushObject<'a>);
 
-impl<'de> Deserialize<'de> for TopLevel<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopLevelVisitor)
+impl<'de> DeserializeSeed<'de> for ObjectReader<'_, 'de> {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct TopLevelVisitor;
-
-impl<'de> Visitor<'de> for TopLevelVisitor {
-    type Value = TopLevel<'de>;
+impl<'de> Visitor<'de> for ObjectReader<'_, 'de> {
+    type Value = bool;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        // Room for the documented fields, so a usual push needs one allocation here.
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(DECLARED_FIELDS.len()));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let object = self.0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
-            fields.push((key, map.next_value::<Value>()?));
+            match declared_slot(&key) {
+                // A later arrival of the same key takes the slot.
+                Some(slot) => object.declared[slot] = Some(map.next_value()?),
+                None => object.others.push((key_head(&key), key, map.next_value()?)),
+            }
         }
-        Ok(TopLevel(Some(fields)))
+        Ok(true)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
         // Still read to the end: a broken array is invalid JSON, not merely "not an object".
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(TopLevel(None))
+        Ok(false)
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(TopLevel(None))
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
     }
 }
 
