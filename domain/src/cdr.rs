@@ -787,13 +787,7 @@ mod tests {
             "[1,{\"b\":1,\"a\":2}]",
             "{\"y\":1,\"x\":[]}",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::picker(0x2545_f491_4f6c_dd1d);
         let mut accepted = 0;
         for _ in 0..4000 {
             let mut fields: Vec<String> = (0..next(30))

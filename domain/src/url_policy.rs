@@ -335,13 +335,7 @@ mod tests {
             )
             .unwrap(),
         ];
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
+        let mut next = crate::picker(0x2545_f491_4f6c_dd1d);
         let mut corpus = vec![
             "https://remote.record.nxcloud.com/pns/20221219/a.mp3".to_owned(),
             "https://a.nxcloud.com".to_owned(),
