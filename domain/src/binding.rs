@@ -60,7 +60,8 @@ impl BindingError {
     }
 
     pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedBindingError, InvalidPush> {
-        let (fields, payload_sha256) = object.into_sorted();
+        // Into a map by name: the order the fields come in does not matter.
+        let (fields, payload_sha256) = object.into_fields();
         let mut top: Map<String, Value> = fields.map(|(k, v)| (k.into_owned(), v)).collect();
         let request_id = identifier(&mut top, "requestId")?
             .filter(|id| !id.trim().is_empty())

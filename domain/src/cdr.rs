@@ -166,14 +166,12 @@ impl<'a> PushObject<'a> {
         })
     }
 
-    /// The fields by key, without repeats; and the digest.
-    pub(crate) fn into_sorted(self) -> (impl Iterator<Item = (Key<'a>, Value)>, String) {
-        let declared = (self.declared.into_iter().enumerate())
-            .filter_map(|(slot, value)| Some((Key::Borrowed(DECLARED_FIELDS[slot]), value?)));
-        let mut fields: Vec<(Key<'a>, Value)> = declared.collect();
-        fields.extend(self.others.into_iter().map(|(_, key, value)| (key, value)));
-        fields.sort_by(|a, b| a.0.cmp(&b.0));
-        (fields.into_iter(), self.payload_sha256)
+    /// The fields, without repeats, declared names first; and the digest.
+    pub(crate) fn into_fields(self) -> (impl Iterator<Item = (Key<'a>, Value)>, String) {
+        let declared = (DECLARED_FIELDS.into_iter().zip(self.declared))
+            .filter_map(|(name, value)| Some((Key::Borrowed(name), value?)));
+        let others = (self.others.into_iter()).map(|(_, key, value)| (key, value));
+        (declared.chain(others), self.payload_sha256)
     }
 
     /// Whether the object has a field `name`.
@@ -424,11 +422,7 @@ impl Field {
 /// where they differ in those bytes, so most comparisons of two keys are one integer
 /// comparison instead of a `memcmp` call (a fast path: see `crate::fast`).
 const fn key_head(key: &str) -> u64 {
-    head(key.as_bytes())
-}
-
-/// The first eight bytes of `bytes`, zero-padded, as a big-endian integer.
-const fn head(bytes: &[u8]) -> u64 {
+    let bytes = key.as_bytes();
     if let Some((eight, _)) = bytes.split_first_chunk::<8>() {
         return u64::from_be_bytes(*eight);
     }
