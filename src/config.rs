@@ -1,16 +1,20 @@
-//! Typed configuration: the one place that reads environment variables, and maps them to each
-//! handler's settings once. Defaults live in the settings' `Default` impls.
+//! Typed configuration: the one place that reads environment variables. Every process reads
+//! a [`ProcessConfig`] (logging, metrics, the AWS endpoint); each function reads its own
+//! settings struct, holding only what it uses. Defaults live in the settings' `Default`
+//! impls and in the constants below, shared with `template.yaml` and the local stack.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::domain::auth::{AuthConfigError, Authenticator};
 use crate::domain::binding::parse_utc_offset;
-use crate::domain::events::{InvalidPhoneNumbers, PhoneNumbers};
+use crate::domain::events::PhoneNumbers;
 use crate::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use crate::handlers::archiver::ArchiverSettings;
 use crate::handlers::publisher::PublisherSettings;
 use crate::handlers::reconciler::ReconcilerSettings;
 use crate::handlers::webhook::WebhookSettings;
+use crate::metrics;
 
 /// Default names, shared with `template.yaml` and the local stack.
 pub const DEFAULT_TABLE: &str = "pns-calls";
@@ -32,70 +36,54 @@ pub enum ConfigError {
     Auth(#[from] AuthConfigError),
 }
 
-/// Where the webhook's tokens come from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `PNS_WEBHOOK_TOKENS`: `current[,previous]` (local stack, tests, `cargo lambda watch`).
-    Inline(String),
-    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: a Secrets Manager secret holding `current[,previous]`.
-    Secret(String),
-    None,
-}
+/// Settings read from environment variables.
+pub trait FromEnv: Sized {
+    /// Reads the settings through `lookup` (tests pass a map).
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError>;
 
-impl std::fmt::Debug for TokenSource {
-    // Never print the tokens.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
-            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
-            Self::None => f.write_str("None"),
-        }
-    }
-}
-
-/// Everything the functions read from their environment.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub table_name: String,
-    /// The binding-error table (only the webhook writes it).
-    pub binding_errors_table: String,
-    pub queue_url: String,
-    pub bucket_name: String,
-    pub tokens: TokenSource,
-    /// Comma-separated CIDR blocks allowed to push; empty: any source.
-    pub source_cidrs: String,
-    pub url_policy: UrlPolicy,
-    pub webhook: WebhookSettings,
-    pub archiver: ArchiverSettings,
-    pub reconciler: ReconcilerSettings,
-    /// Another AWS endpoint (the emulator); `None` on Lambda.
-    pub endpoint_url: Option<String>,
-}
-
-impl Config {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
+}
 
-    /// Reads configuration through `lookup` (tests pass a map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| {
-                v.trim()
-                    .parse()
-                    .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                        name,
-                        reason: e.to_string(),
-                    })
-            })
-        };
-        let seconds = |name: &'static str, default: Duration| {
-            number(name, default.as_secs()).map(Duration::from_secs)
-        };
-        let url_profile = match get("PNS_URL_PROFILE").as_deref().map(str::trim) {
+/// The environment, read through a lookup. A blank value is an unset one.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    /// A value parsed as `T`, or `default` when unset.
+    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parsed(name, default.as_secs())
+            .map(Duration::from_secs)
+    }
+
+    fn url_policy(&self) -> Result<UrlPolicy, ConfigError> {
+        let profile = match self.get("PNS_URL_PROFILE").as_deref().map(str::trim) {
             None | Some("production") => UrlProfile::Production,
             Some("local") => UrlProfile::Local,
             Some(other) => {
@@ -105,75 +93,228 @@ impl Config {
                 })
             }
         };
-        let hosts = get("PNS_RECORDING_HOSTS").unwrap_or_else(|| DEFAULT_RECORDING_HOSTS.into());
-        let url_policy =
-            UrlPolicy::new(&hosts, url_profile).map_err(ConfigError::RecordingHosts)?;
+        let hosts = self.or("PNS_RECORDING_HOSTS", DEFAULT_RECORDING_HOSTS);
+        UrlPolicy::new(&hosts, profile).map_err(ConfigError::RecordingHosts)
+    }
+
+    fn on_lambda(&self) -> bool {
+        self.get("AWS_LAMBDA_FUNCTION_NAME").is_some()
+    }
+}
+
+/// How a process logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `RUST_LOG`: a target list (`info`, `pns_cdr=debug,aws_smithy_runtime=warn`).
+    pub filter: Option<String>,
+    /// JSON lines (on Lambda, or `PNS_LOG_FORMAT=json`); else readable text.
+    pub json: bool,
+    /// `NO_COLOR` is set: text without colour even on a terminal.
+    pub no_color: bool,
+}
+
+/// Which AWS the clients talk to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsConfig {
+    /// `AWS_ENDPOINT_URL`: the emulator; `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// `AWS_REGION` against the emulator (the SDK reads its own chain on AWS).
+    pub region: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` against the emulator, which records it as the caller of each call.
+    pub caller: Option<String>,
+}
+
+/// What every process reads, whatever it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessConfig {
+    pub log: LogConfig,
+    pub metrics: metrics::Output,
+    pub aws: AwsConfig,
+}
+
+impl ProcessConfig {
+    /// Reads the process environment (nothing here can be invalid).
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let env = Env(&lookup);
+        let on_lambda = env.on_lambda();
+        let emf = on_lambda || env.get("PNS_METRICS").as_deref() == Some("emf");
+        Self {
+            log: LogConfig {
+                filter: env.get("RUST_LOG"),
+                json: on_lambda || env.get("PNS_LOG_FORMAT").as_deref() == Some("json"),
+                // no-color.org: set to anything but the empty string.
+                no_color: (env.0)("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            },
+            metrics: if emf {
+                metrics::Output::Stdout
+            } else {
+                metrics::Output::Off
+            },
+            aws: AwsConfig {
+                endpoint_url: env.get("AWS_ENDPOINT_URL"),
+                region: env.get("AWS_REGION"),
+                caller: env.get("AWS_ACCESS_KEY_ID"),
+            },
+        }
+    }
+}
+
+/// Where the webhook's tokens come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `PNS_WEBHOOK_TOKENS`: `current[,previous]` (local stack, tests, `cargo lambda watch`).
+    Inline(String),
+    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: a Secrets Manager secret holding `current[,previous]`.
+    Secret(String),
+}
+
+impl std::fmt::Debug for TokenSource {
+    // Never print the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+        }
+    }
+}
+
+/// The webhook's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub table: String,
+    pub binding_errors_table: String,
+    pub queue_url: String,
+    pub bucket: String,
+    pub tokens: TokenSource,
+    /// Comma-separated CIDR blocks allowed to push; empty: any source.
+    pub source_cidrs: String,
+    pub url_policy: UrlPolicy,
+    pub settings: WebhookSettings,
+}
+
+impl FromEnv for WebhookConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
         let tokens = match (
-            get("PNS_WEBHOOK_TOKENS"),
-            get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
+            env.get("PNS_WEBHOOK_TOKENS"),
+            env.get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
         ) {
             // Tokens given directly win: the secret is then neither read nor refreshed.
             (Some(tokens), _) => TokenSource::Inline(tokens),
             (None, Some(arn)) => TokenSource::Secret(arn),
-            (None, None) => TokenSource::None,
+            (None, None) => return Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS_SECRET_ARN")),
         };
-
-        let webhook_defaults = WebhookSettings::default();
-        let retention_days = number("PNS_RETENTION_DAYS", 0)?;
-        let webhook = WebhookSettings {
-            requeue_pending_after: seconds(
-                "PNS_REQUEUE_PENDING_AFTER_SECONDS",
-                webhook_defaults.requeue_pending_after,
-            )?,
-            retention: (retention_days > 0).then(|| Duration::from_secs(retention_days * 86_400)),
-            nxcloud_offset: match get("PNS_NXCLOUD_UTC_OFFSET") {
-                None => webhook_defaults.nxcloud_offset,
-                Some(text) => parse_utc_offset(&text).ok_or_else(|| ConfigError::Invalid {
-                    name: "PNS_NXCLOUD_UTC_OFFSET",
-                    reason: format!("`{text}` is not an offset like +08:00"),
-                })?,
-            },
-        };
-        let archiver_defaults = ArchiverSettings::default();
-        let archiver = ArchiverSettings {
-            max_bytes: number("PNS_MAX_RECORDING_BYTES", archiver_defaults.max_bytes)?,
-            retry_grace: seconds("PNS_RETRY_GRACE_SECONDS", archiver_defaults.retry_grace)?,
-            ..archiver_defaults
-        };
-        let reconciler_defaults = ReconcilerSettings::default();
-        let reconciler = ReconcilerSettings {
-            requeue_after: seconds(
-                "PNS_RECONCILE_AFTER_SECONDS",
-                reconciler_defaults.requeue_after,
-            )?,
-            max_per_run: number(
-                "PNS_RECONCILE_MAX_PER_RUN",
-                reconciler_defaults.max_per_run as u64,
-            )? as usize,
-            overdue_after: seconds(
-                "PNS_PENDING_ALARM_SECONDS",
-                reconciler_defaults.overdue_after,
-            )?,
+        let defaults = WebhookSettings::default();
+        let retention_days: u64 = env.parsed("PNS_RETENTION_DAYS", 0)?;
+        let nxcloud_offset = match env.get("PNS_NXCLOUD_UTC_OFFSET") {
+            None => defaults.nxcloud_offset,
+            Some(text) => parse_utc_offset(&text).ok_or_else(|| ConfigError::Invalid {
+                name: "PNS_NXCLOUD_UTC_OFFSET",
+                reason: format!("`{text}` is not an offset like +08:00"),
+            })?,
         };
         Ok(Self {
-            table_name: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
-            binding_errors_table: get("PNS_BINDING_ERRORS_TABLE")
-                .unwrap_or_else(|| DEFAULT_BINDING_ERRORS_TABLE.into()),
-            queue_url: required("PNS_QUEUE_URL")?,
-            bucket_name: required("PNS_BUCKET_NAME")?,
+            table: env.or("PNS_TABLE_NAME", DEFAULT_TABLE),
+            binding_errors_table: env.or("PNS_BINDING_ERRORS_TABLE", DEFAULT_BINDING_ERRORS_TABLE),
+            queue_url: env.required("PNS_QUEUE_URL")?,
+            bucket: env.required("PNS_BUCKET_NAME")?,
             tokens,
-            source_cidrs: get("PNS_SOURCE_CIDRS").unwrap_or_default(),
-            url_policy,
-            webhook,
-            archiver,
-            reconciler,
-            endpoint_url: get("AWS_ENDPOINT_URL"),
+            source_cidrs: env.get("PNS_SOURCE_CIDRS").unwrap_or_default(),
+            url_policy: env.url_policy()?,
+            settings: WebhookSettings {
+                requeue_pending_after: env.seconds(
+                    "PNS_REQUEUE_PENDING_AFTER_SECONDS",
+                    defaults.requeue_pending_after,
+                )?,
+                retention: (retention_days > 0)
+                    .then(|| Duration::from_secs(retention_days * 86_400)),
+                nxcloud_offset,
+            },
         })
     }
+}
 
+impl WebhookConfig {
     /// An authenticator for `tokens` (`current[,previous]`) with the configured CIDR list.
     pub fn authenticator_for(&self, tokens: &str) -> Result<Authenticator, ConfigError> {
         Ok(Authenticator::new(tokens, &self.source_cidrs)?)
+    }
+}
+
+/// The archiver's settings.
+#[derive(Debug, Clone)]
+pub struct ArchiverConfig {
+    pub table: String,
+    pub queue_url: String,
+    pub bucket: String,
+    pub url_policy: UrlPolicy,
+    pub settings: ArchiverSettings,
+}
+
+impl FromEnv for ArchiverConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let defaults = ArchiverSettings::default();
+        Ok(Self {
+            table: env.or("PNS_TABLE_NAME", DEFAULT_TABLE),
+            queue_url: env.required("PNS_QUEUE_URL")?,
+            bucket: env.required("PNS_BUCKET_NAME")?,
+            url_policy: env.url_policy()?,
+            settings: ArchiverSettings {
+                max_bytes: env.parsed("PNS_MAX_RECORDING_BYTES", defaults.max_bytes)?,
+                retry_grace: env.seconds("PNS_RETRY_GRACE_SECONDS", defaults.retry_grace)?,
+                ..defaults
+            },
+        })
+    }
+}
+
+/// The reconciler's settings.
+#[derive(Debug, Clone)]
+pub struct ReconcilerConfig {
+    pub table: String,
+    pub queue_url: String,
+    pub settings: ReconcilerSettings,
+}
+
+impl FromEnv for ReconcilerConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let defaults = ReconcilerSettings::default();
+        Ok(Self {
+            table: env.or("PNS_TABLE_NAME", DEFAULT_TABLE),
+            queue_url: env.required("PNS_QUEUE_URL")?,
+            settings: ReconcilerSettings {
+                requeue_after: env
+                    .seconds("PNS_RECONCILE_AFTER_SECONDS", defaults.requeue_after)?,
+                max_per_run: env.parsed("PNS_RECONCILE_MAX_PER_RUN", defaults.max_per_run)?,
+                overdue_after: env.seconds("PNS_PENDING_ALARM_SECONDS", defaults.overdue_after)?,
+            },
+        })
+    }
+}
+
+/// The publisher's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherConfig {
+    pub event_bus: String,
+    pub settings: PublisherSettings,
+}
+
+impl FromEnv for PublisherConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            event_bus: env.required("PNS_EVENT_BUS_NAME")?,
+            settings: PublisherSettings {
+                phones: env.parsed("PNS_PHONE_NUMBERS", PhoneNumbers::default())?,
+                ..PublisherSettings::default()
+            },
+        })
     }
 }
 
@@ -184,11 +325,9 @@ pub enum QueueRef {
     Name(String),
 }
 
-/// Where `pnsctl` acts, read from the environment.
+/// Where the operator tool acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpsConfig {
-    /// `AWS_ENDPOINT_URL`: the emulator; `None` for AWS.
-    pub endpoint_url: Option<String>,
     pub table: String,
     pub binding_errors_table: String,
     pub queue: QueueRef,
@@ -199,28 +338,36 @@ pub struct OpsConfig {
     /// `PNS_PHONE_NUMBERS`, as the stack's `PhoneNumbersInEvents`; an unknown value is
     /// refused when `pnsctl publish` needs it.
     pub phone_numbers: Option<String>,
+    /// `PNS_PYTHON`: the interpreter with DuckDB for `pnsctl report`.
+    pub python: Option<String>,
 }
 
 impl OpsConfig {
-    /// `PNS_TABLE_NAME`, `PNS_QUEUE_URL`, `PNS_DLQ_URL`, `PNS_BUCKET_NAME`, `AWS_ENDPOINT_URL`;
-    /// a queue URL left unset is looked up from `PNS_QUEUE_NAME` (and `<name>-dlq`).
+    /// Reads the process environment (nothing here can be invalid).
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// `PNS_TABLE_NAME`, `PNS_BINDING_ERRORS_TABLE`, `PNS_QUEUE_URL`, `PNS_DLQ_URL`,
+    /// `PNS_BUCKET_NAME`, `PNS_EVENT_BUS_NAME`; a queue URL left unset is looked up from
+    /// `PNS_QUEUE_NAME` (and `<name>-dlq`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let queue_name = get("PNS_QUEUE_NAME").unwrap_or_else(|| DEFAULT_QUEUE.into());
+        let env = Env(&lookup);
+        let queue_name = env.or("PNS_QUEUE_NAME", DEFAULT_QUEUE);
         Self {
-            endpoint_url: get("AWS_ENDPOINT_URL"),
-            table: get("PNS_TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE.into()),
-            binding_errors_table: get("PNS_BINDING_ERRORS_TABLE")
-                .unwrap_or_else(|| DEFAULT_BINDING_ERRORS_TABLE.into()),
-            queue: get("PNS_QUEUE_URL")
+            table: env.or("PNS_TABLE_NAME", DEFAULT_TABLE),
+            binding_errors_table: env.or("PNS_BINDING_ERRORS_TABLE", DEFAULT_BINDING_ERRORS_TABLE),
+            queue: env
+                .get("PNS_QUEUE_URL")
                 .map_or_else(|| QueueRef::Name(queue_name.clone()), QueueRef::Url),
-            dead_letter_queue: get("PNS_DLQ_URL").map_or_else(
+            dead_letter_queue: env.get("PNS_DLQ_URL").map_or_else(
                 || QueueRef::Name(format!("{queue_name}-dlq")),
                 QueueRef::Url,
             ),
-            bucket: get("PNS_BUCKET_NAME").unwrap_or_else(|| DEFAULT_BUCKET.into()),
-            event_bus: get("PNS_EVENT_BUS_NAME").unwrap_or_else(|| DEFAULT_EVENT_BUS.into()),
-            phone_numbers: get("PNS_PHONE_NUMBERS"),
+            bucket: env.or("PNS_BUCKET_NAME", DEFAULT_BUCKET),
+            event_bus: env.or("PNS_EVENT_BUS_NAME", DEFAULT_EVENT_BUS),
+            phone_numbers: env.get("PNS_PHONE_NUMBERS"),
+            python: env.get("PNS_PYTHON"),
         }
     }
 }
@@ -238,68 +385,102 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    const RESOURCES: [(&str, &str); 3] = [
+        ("PNS_QUEUE_URL", "q"),
+        ("PNS_BUCKET_NAME", "b"),
+        ("PNS_WEBHOOK_TOKENS_SECRET_ARN", "arn:secret"),
+    ];
+
     #[test]
     fn defaults_are_production_safe() {
-        let c = Config::from_lookup(lookup(&[("PNS_QUEUE_URL", "q"), ("PNS_BUCKET_NAME", "b")]))
-            .unwrap();
-        assert_eq!(c.table_name, DEFAULT_TABLE);
-        assert_eq!(c.url_policy.profile(), UrlProfile::Production);
-        assert_eq!(c.archiver.max_bytes, ArchiverSettings::default().max_bytes);
-        assert_eq!(c.archiver.max_bytes, 2 << 30);
-        assert_eq!(c.archiver.retry_grace, Duration::from_secs(1800));
-        assert_eq!(c.webhook.retention, None);
-        assert_eq!(c.reconciler.max_per_run, 500);
-        assert_eq!(c.tokens, TokenSource::None);
+        let w = WebhookConfig::from_lookup(lookup(&RESOURCES)).unwrap();
+        assert_eq!(w.table, DEFAULT_TABLE);
+        assert_eq!(w.url_policy.profile(), UrlProfile::Production);
+        assert_eq!(w.settings.retention, None);
+        let a = ArchiverConfig::from_lookup(lookup(&RESOURCES)).unwrap();
+        assert_eq!(a.settings.max_bytes, 2 << 30);
+        assert_eq!(a.settings.retry_grace, Duration::from_secs(1800));
+        let r = ReconcilerConfig::from_lookup(lookup(&RESOURCES)).unwrap();
+        assert_eq!(r.settings.max_per_run, 500);
+        let p = ProcessConfig::from_lookup(lookup(&[]));
+        assert_eq!(p.metrics, metrics::Output::Off);
+        assert!(!p.log.json && !p.log.no_color);
+        assert_eq!(p.aws, AwsConfig::default());
+    }
+
+    #[test]
+    fn each_function_reads_only_what_it_uses() {
+        // The reconciler has no bucket and the publisher no queue: neither is asked for.
+        let queue_only = [("PNS_QUEUE_URL", "q")];
+        ReconcilerConfig::from_lookup(lookup(&queue_only)).unwrap();
+        PublisherConfig::from_lookup(lookup(&[("PNS_EVENT_BUS_NAME", "bus")])).unwrap();
+        assert!(matches!(
+            ArchiverConfig::from_lookup(lookup(&queue_only)),
+            Err(ConfigError::Missing("PNS_BUCKET_NAME"))
+        ));
+        assert!(matches!(
+            WebhookConfig::from_lookup(lookup(&[("PNS_QUEUE_URL", "q"), ("PNS_BUCKET_NAME", "b")])),
+            Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS_SECRET_ARN"))
+        ));
     }
 
     #[test]
     fn values_are_mapped_to_the_settings() {
-        let c = Config::from_lookup(lookup(&[
-            ("PNS_QUEUE_URL", "q"),
-            ("PNS_BUCKET_NAME", "b"),
+        let mut pairs = RESOURCES.to_vec();
+        pairs.extend([
             ("PNS_RETENTION_DAYS", "2"),
             ("PNS_RETRY_GRACE_SECONDS", "60"),
             ("PNS_RECONCILE_MAX_PER_RUN", "7"),
             ("PNS_NXCLOUD_UTC_OFFSET", "-03:30"),
-            ("PNS_WEBHOOK_TOKENS_SECRET_ARN", "arn:secret"),
-        ]))
-        .unwrap();
-        assert_eq!(c.webhook.retention, Some(Duration::from_secs(2 * 86_400)));
-        assert_eq!(c.archiver.retry_grace, Duration::from_secs(60));
-        assert_eq!(c.reconciler.max_per_run, 7);
+            ("AWS_LAMBDA_FUNCTION_NAME", "pns-webhook"),
+            ("NO_COLOR", "1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+        ]);
+        let w = WebhookConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(w.settings.retention, Some(Duration::from_secs(2 * 86_400)));
         let offset = time::UtcOffset::from_hms(-3, -30, 0).unwrap();
-        assert_eq!(c.webhook.nxcloud_offset, offset);
-        assert_eq!(c.tokens, TokenSource::Secret("arn:secret".into()));
+        assert_eq!(w.settings.nxcloud_offset, offset);
+        assert_eq!(w.tokens, TokenSource::Secret("arn:secret".into()));
+        let a = ArchiverConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(a.settings.retry_grace, Duration::from_secs(60));
+        let r = ReconcilerConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(r.settings.max_per_run, 7);
+        let p = ProcessConfig::from_lookup(lookup(&pairs));
+        assert_eq!(p.metrics, metrics::Output::Stdout);
+        assert!(p.log.json && p.log.no_color);
+        assert_eq!(p.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
     }
 
     #[test]
     fn rejects_bad_values_and_hides_tokens() {
-        let base = [("PNS_QUEUE_URL", "q"), ("PNS_BUCKET_NAME", "b")];
-        assert!(matches!(
-            Config::from_lookup(lookup(&[])),
-            Err(ConfigError::Missing("PNS_QUEUE_URL"))
-        ));
         for bad in [
             ("PNS_URL_PROFILE", "dev"),
             ("PNS_MAX_RECORDING_BYTES", "2GB"),
             ("PNS_RECORDING_HOSTS", "a.*.com"),
-            ("PNS_NXCLOUD_UTC_OFFSET", "Asia/Hong_Kong"),
         ] {
-            let mut pairs = base.to_vec();
+            let mut pairs = RESOURCES.to_vec();
             pairs.push(bad);
             assert!(
                 matches!(
-                    Config::from_lookup(lookup(&pairs)),
+                    ArchiverConfig::from_lookup(lookup(&pairs)),
                     Err(ConfigError::Invalid { .. } | ConfigError::RecordingHosts(_))
                 ),
                 "{bad:?}"
             );
         }
-        let mut pairs = base.to_vec();
+        let mut pairs = RESOURCES.to_vec();
+        pairs.push(("PNS_NXCLOUD_UTC_OFFSET", "Asia/Hong_Kong"));
+        assert!(WebhookConfig::from_lookup(lookup(&pairs)).is_err());
+        assert!(PublisherConfig::from_lookup(lookup(&[
+            ("PNS_EVENT_BUS_NAME", "bus"),
+            ("PNS_PHONE_NUMBERS", "sometimes")
+        ]))
+        .is_err());
+        let mut pairs = RESOURCES.to_vec();
         pairs.push(("PNS_WEBHOOK_TOKENS", "a-very-secret-token-value"));
-        let c = Config::from_lookup(lookup(&pairs)).unwrap();
+        let c = WebhookConfig::from_lookup(lookup(&pairs)).unwrap();
         let TokenSource::Inline(tokens) = &c.tokens else {
-            panic!("inline tokens")
+            panic!("inline tokens win")
         };
         c.authenticator_for(tokens).unwrap();
         assert!(!format!("{c:?}").contains("a-very-secret"));
@@ -316,7 +497,6 @@ mod tests {
         let config = OpsConfig::from_lookup(env);
         assert_eq!(config.table, "pns-calls", "blank means unset");
         assert_eq!(config.bucket, "pns-recordings");
-        assert_eq!(config.endpoint_url, None);
         assert_eq!(config.queue, QueueRef::Name("jobs".into()));
         assert_eq!(
             config.dead_letter_queue,
@@ -327,45 +507,5 @@ mod tests {
             defaults.dead_letter_queue,
             QueueRef::Name("pns-recordings-dlq".into())
         );
-    }
-}
-
-/// What the publisher reads: `PNS_EVENT_BUS_NAME` (required), `PNS_PHONE_NUMBERS`
-/// (`masked` by default, `full` or `omitted`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublisherConfig {
-    pub event_bus: String,
-    pub settings: PublisherSettings,
-    /// Another AWS endpoint (the emulator); `None` on Lambda.
-    pub endpoint_url: Option<String>,
-}
-
-impl PublisherConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let phones = match get("PNS_PHONE_NUMBERS") {
-            None => PhoneNumbers::default(),
-            Some(text) => {
-                text.trim()
-                    .parse()
-                    .map_err(|e: InvalidPhoneNumbers| ConfigError::Invalid {
-                        name: "PNS_PHONE_NUMBERS",
-                        reason: e.to_string(),
-                    })?
-            }
-        };
-        Ok(Self {
-            event_bus: get("PNS_EVENT_BUS_NAME")
-                .ok_or(ConfigError::Missing("PNS_EVENT_BUS_NAME"))?,
-            settings: PublisherSettings {
-                phones,
-                ..PublisherSettings::default()
-            },
-            endpoint_url: get("AWS_ENDPOINT_URL"),
-        })
     }
 }

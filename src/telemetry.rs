@@ -1,22 +1,42 @@
-//! Logging: JSON lines on Lambda (CloudWatch Logs Insights can query the fields), readable text
-//! locally. Level from `RUST_LOG` (default `info`).
+//! Logging: JSON lines on stdout on Lambda (CloudWatch Logs Insights can query the fields),
+//! readable text on stderr elsewhere, so a tool's own output on stdout stays clean for pipes.
+//! Level from `RUST_LOG` (default `info`).
+
+use std::io::IsTerminal;
 
 use tracing::Subscriber;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 
+use crate::config::{LogConfig, ProcessConfig};
+
+/// Reads the process's configuration and sets up its logs and metrics: the first lines of
+/// every binary.
+pub fn start() -> ProcessConfig {
+    let process = ProcessConfig::from_env();
+    init(&process.log);
+    // Set once per process; a second call keeps the first choice.
+    let _ = crate::metrics::set_output(process.metrics);
+    process
+}
+
 /// Installs the global subscriber once; later calls are no-ops (tests call it repeatedly).
-pub fn init() {
-    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
-    let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let json = on_lambda || std::env::var("PNS_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let _ = if json {
+pub fn init(config: &LogConfig) {
+    let filter = filter(config.filter.as_deref());
+    let _ = if config.json {
         json_subscriber(filter, std::io::stdout).try_init()
     } else {
+        // Colour only for a person: not into a file or a pipe, nor under NO_COLOR.
+        let ansi = !config.no_color && std::io::stderr().is_terminal();
         tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(ansi)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
 }

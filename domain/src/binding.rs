@@ -10,13 +10,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::cdr::{integer, kind, InvalidPush, PushObject, MAX_INDEXED_LEN};
+use crate::canonical::payload_sha256;
 use crate::item::{format_time, RecordItem};
+use crate::push::{check_object, field, from_object, read_object, InvalidPush};
 
 /// The GSI of the binding-error table: the errors of one DID (`did`) by time (`occurredAt`).
 pub const DID_INDEX: &str = "bindingErrorsByDid";
@@ -45,6 +47,45 @@ pub struct BindingError {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// The body as NXCLOUD nests it; `BindingError` is its flat, checked form.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    #[serde(default, deserialize_with = "field::identifier")]
+    request_id: Option<String>,
+    #[serde(default, deserialize_with = "field::integer")]
+    code: Option<i64>,
+    #[serde(default, deserialize_with = "field::string")]
+    msg: Option<String>,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    #[serde(default, deserialize_with = "field::string")]
+    action: Option<String>,
+    #[serde(default, deserialize_with = "field::string")]
+    occurrence_time: Option<String>,
+    #[serde(default)]
+    request_params: Option<Params>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct Params {
+    #[serde(default, deserialize_with = "field::identifier")]
+    caller: Option<String>,
+    #[serde(default, deserialize_with = "field::identifier")]
+    did: Option<String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
 /// A parsed binding error and the digest that tells an exact retry from a conflicting one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedBindingError {
@@ -56,57 +97,46 @@ impl BindingError {
     /// Parses a binding-error body: `requestId` (a string, or an integer kept as its digits)
     /// and `code` (an integer, or a string holding one) are required; `null` means absent.
     pub fn parse(body: &[u8]) -> Result<ParsedBindingError, InvalidPush> {
-        Self::from_object(PushObject::read(body)?)
+        Self::from_object(read_object(body)?)
     }
 
-    pub(crate) fn from_object(object: PushObject<'_>) -> Result<ParsedBindingError, InvalidPush> {
-        // Into a map by name: the order the fields come in does not matter.
-        let (fields, payload_sha256) = object.into_fields();
-        let mut top: Map<String, Value> = fields.map(|(k, v)| (k.into_owned(), v)).collect();
-        let request_id = identifier(&mut top, "requestId")?
+    pub(crate) fn from_object(
+        object: Map<String, Value>,
+    ) -> Result<ParsedBindingError, InvalidPush> {
+        let payload_sha256 = payload_sha256(&object);
+        let data = object.get("data");
+        check_object("data", data)?;
+        check_object(
+            "data.requestParams",
+            data.and_then(|d| d.get("requestParams")),
+        )?;
+        let wire: Wire = from_object(object)?;
+        let request_id = (wire.request_id)
             .filter(|id| !id.trim().is_empty())
-            .ok_or_else(|| InvalidPush::field("requestId", "is required"))?;
-        if request_id.len() > MAX_INDEXED_LEN {
-            return Err(InvalidPush::field(
-                "requestId",
-                format!("is longer than {MAX_INDEXED_LEN} bytes"),
-            ));
-        }
-        let code = match top.remove("code") {
-            None | Some(Value::Null) => return Err(InvalidPush::field("code", "is required")),
-            Some(v) => integer(&v).ok_or_else(|| {
-                InvalidPush::field("code", format!("expected an integer, got {}", kind(&v)))
-            })?,
-        };
-        let msg = string(&mut top, "msg", "msg")?;
-        let mut data = object_field(&mut top, "data", "data")?;
-        let action = string(&mut data, "action", "data.action")?;
-        let occurrence_time = string(&mut data, "occurrenceTime", "data.occurrenceTime")?;
-        let mut params = object_field(&mut data, "requestParams", "data.requestParams")?;
-        let caller = identifier_at(&mut params, "caller", "data.requestParams.caller")?;
-        let did = identifier_at(&mut params, "did", "data.requestParams.did")?;
-        if did.as_ref().is_some_and(|d| d.len() > MAX_INDEXED_LEN) {
-            return Err(InvalidPush::field(
-                "data.requestParams.did",
-                format!("is longer than {MAX_INDEXED_LEN} bytes"),
-            ));
-        }
-        let mut extra: BTreeMap<String, Value> = top.into_iter().collect();
-        extra.extend(data.into_iter().map(|(k, v)| (format!("data.{k}"), v)));
+            .ok_or(InvalidPush::Missing { field: "requestId" })?;
+        InvalidPush::check_indexed("requestId", Some(&request_id))?;
+        let code = wire.code.ok_or(InvalidPush::Missing { field: "code" })?;
+        let data = wire.data.unwrap_or_default();
+        let params = data.request_params.unwrap_or_default();
+        InvalidPush::check_indexed("data.requestParams.did", params.did.as_deref())?;
+        let mut extra = wire.extra;
         extra.extend(
-            params
+            data.extra
                 .into_iter()
-                .map(|(k, v)| (format!("data.requestParams.{k}"), v)),
+                .map(|(k, v)| (format!("data.{k}"), v)),
+        );
+        extra.extend(
+            (params.extra.into_iter()).map(|(k, v)| (format!("data.requestParams.{k}"), v)),
         );
         Ok(ParsedBindingError {
             error: Self {
                 request_id,
                 code,
-                msg,
-                action,
-                caller,
-                did,
-                occurrence_time,
+                msg: wire.msg,
+                action: data.action,
+                caller: params.caller,
+                did: params.did,
+                occurrence_time: data.occurrence_time,
                 extra,
             },
             payload_sha256,
@@ -170,58 +200,6 @@ pub fn binding_error_item(
 pub fn parse_utc_offset(text: &str) -> Option<UtcOffset> {
     let format = format_description!("[offset_hour sign:mandatory]:[offset_minute]");
     UtcOffset::parse(text.trim(), format).ok()
-}
-
-/// An identifier: a string, or an integer kept with its exact digits.
-fn identifier(map: &mut Map<String, Value>, name: &str) -> Result<Option<String>, InvalidPush> {
-    identifier_at(map, name, name)
-}
-
-fn identifier_at(
-    map: &mut Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<Option<String>, InvalidPush> {
-    match map.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
-        Some(other) => Err(InvalidPush::field(
-            path,
-            format!("expected a string, got {}", kind(&other)),
-        )),
-    }
-}
-
-fn string(
-    map: &mut Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<Option<String>, InvalidPush> {
-    match map.remove(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(InvalidPush::field(
-            path,
-            format!("expected a string, got {}", kind(&other)),
-        )),
-    }
-}
-
-/// A nested object, taken out of `map`; absent or `null` is an empty one.
-fn object_field(
-    map: &mut Map<String, Value>,
-    name: &str,
-    path: &str,
-) -> Result<Map<String, Value>, InvalidPush> {
-    match map.remove(name) {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(o)) => Ok(o),
-        Some(other) => Err(InvalidPush::field(
-            path,
-            format!("expected an object, got {}", kind(&other)),
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -305,12 +283,7 @@ mod tests {
             (br#"{"requestId":"r","code":1,"msg":7}"#, "msg"),
         ] {
             let e = BindingError::parse(body).unwrap_err();
-            assert_eq!(
-                e.field.as_deref(),
-                Some(field),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert_eq!(e.field(), Some(field), "{}", String::from_utf8_lossy(body));
         }
     }
 }

@@ -1,16 +1,20 @@
 //! The stored form of a call record: what an operator sees in the DynamoDB console.
 //!
 //! Pushed fields keep their NXCLOUD names; derived attributes make the item readable without
-//! a calculator (ISO-8601 times, words for codes). Unknown pushed fields live under
-//! `extraFields` so a vendor's new field can never overwrite one of ours.
+//! a calculator (ISO-8601 times, words for codes).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::cdr::ParsedPush;
+use crate::cdr::ParsedCallRecord;
 use crate::recording::RecordingStatus;
+
+/// TTL attribute (Unix seconds), as named in the tables' `TimeToLiveSpecification`.
+pub const EXPIRES_AT_ATTRIBUTE: &str = "expiresAt";
 
 /// Attribute present (value `PENDING`) only while a recording waits to be archived, so the
 /// index over it holds exactly the pending records (a sparse GSI).
@@ -40,66 +44,52 @@ impl RecordingPlan {
     }
 }
 
-/// A stored item as the receiver writes it: attribute names are the receiver's own, so they
-/// are `&'static str` (a push's unknown fields live inside `extraFields`, a value); values are
-/// JSON, which the DynamoDB adapter converts once. Names are unique.
+/// A stored item as the receiver writes it: attributes by name, values as JSON, which the
+/// DynamoDB adapter converts once.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct RecordItem(Vec<(&'static str, Value)>);
+pub struct RecordItem(Map<String, Value>);
 
 impl RecordItem {
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.0.get(name)
     }
 
     pub fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
+        self.0.contains_key(name)
     }
 
     /// Sets `name`, replacing any value it had.
-    pub fn insert(&mut self, name: &'static str, value: Value) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, old)) => *old = value,
-            None => self.0.push((name, value)),
-        }
+    pub fn insert(&mut self, name: &str, value: Value) {
+        self.0.insert(name.to_owned(), value);
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let i = self.0.iter().position(|(n, _)| *n == name)?;
-        Some(self.0.remove(i).1)
+        self.0.remove(name)
     }
 
-    /// The record id, as every item carries it.
+    /// The record id, as every call record's item carries it.
     pub fn id(&self) -> Option<i64> {
         self.get("id").and_then(Value::as_i64)
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
+    /// Sets the TTL attribute [`EXPIRES_AT_ATTRIBUTE`] so DynamoDB removes the item
+    /// `retention` after `received_at`.
+    pub fn expire_after(&mut self, received_at: OffsetDateTime, retention: Duration) {
+        let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
+        self.insert(EXPIRES_AT_ATTRIBUTE, expires_at.into());
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.0.iter().map(|(n, _)| *n)
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.keys().map(String::as_str)
     }
 
     /// The item as a JSON object (what the DynamoDB console shows, as plain JSON).
     pub fn to_json(&self) -> Map<String, Value> {
-        self.0
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), v.clone()))
-            .collect()
+        self.0.clone()
     }
-}
 
-impl IntoIterator for RecordItem {
-    type Item = (&'static str, Value);
-    type IntoIter = std::vec::IntoIter<(&'static str, Value)>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+    pub fn into_json(self) -> Map<String, Value> {
+        self.0
     }
 }
 
@@ -108,93 +98,67 @@ impl std::ops::Index<&str> for RecordItem {
     type Output = Value;
 
     fn index(&self, name: &str) -> &Value {
-        static NULL: Value = Value::Null;
-        self.get(name).unwrap_or(&NULL)
+        &self.0[name]
     }
 }
 
-/// The item to put for a new push.
+/// The item to put for a new call record: the record's own fields (as it serialises them,
+/// absent ones left out), its unknown fields apart under `extraFields` (so a vendor's new
+/// field can never overwrite one of ours), and the derived attributes.
 pub fn record_item(
-    push: &ParsedPush,
+    push: ParsedCallRecord,
     received_at: OffsetDateTime,
     plan: &RecordingPlan,
 ) -> RecordItem {
-    into_record_item(push.clone(), received_at, plan)
-}
-
-/// As [`record_item`], moving the push's strings into the item instead of copying them (a
-/// fast path: see `crate::fast`).
-///
-/// The attributes: the record's own fields (as `serde_json::to_value(record)` writes them,
-/// `None` left out) minus the unknown ones, which go under `extraFields`, plus the derived
-/// ones. Listed in key (byte) order, as the console lists them.
-pub fn into_record_item(
-    push: ParsedPush,
-    received_at: OffsetDateTime,
-    plan: &RecordingPlan,
-) -> RecordItem {
-    let ParsedPush {
-        record: r,
+    let ParsedCallRecord {
+        record: mut r,
         payload_sha256,
     } = push;
-    let answered = r.answered();
+    let extra = std::mem::take(&mut r.extra);
+    let time = |t: Option<i64>| t.filter(|t| *t > 0).and_then(iso_time).map(Value::from);
+    let derived = [
+        ("answerTime", time(r.answer_at)),
+        ("answered", Some(r.answered().into())),
+        (
+            "callStatusText",
+            Some(call_status_text(r.call_status).into()),
+        ),
+        (
+            "extraFields",
+            (!extra.is_empty()).then(|| Value::Object(extra.into_iter().collect())),
+        ),
+        ("hangupBy", r.hangup.map(|h| hangup_by(h).into())),
+        ("hangupTime", time(r.hangup_at)),
+        ("payloadSha256", Some(payload_sha256.into())),
+        ("receivedAt", Some(format_time(received_at).into())),
+        ("receivedAtEpoch", Some(received_at.unix_timestamp().into())),
+        ("recordingStatus", Some(plan.status().as_str().into())),
+        ("startTime", time(r.start_at)),
+    ];
+    let Ok(Value::Object(mut item)) = serde_json::to_value(r) else {
+        unreachable!("a record serialises to an object")
+    };
     // DynamoDB refuses an empty string as a secondary-index key: an empty `callId` or
     // `businessId` is stored as absent, or the record could never be written.
-    let index_key = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let time = |t: Option<i64>| t.filter(|t| *t > 0).and_then(iso_time);
-    let extra = (!r.extra.is_empty()).then(|| Value::Object(r.extra.into_iter().collect()));
-    let (pending, recording_key, recording_error) = match plan {
-        RecordingPlan::None => (None, None, None),
-        RecordingPlan::Pending { key } => (
-            Some(RecordingStatus::Pending.as_str()),
-            Some(key.as_str()),
-            None,
-        ),
-        RecordingPlan::Refused { reason } => (None, None, Some(reason.as_str())),
-    };
-    // Pushed straight into a vector sized once, each value made into JSON as it goes in (a
-    // staged `Option<Value>` per attribute cost more than the rest of the item).
-    let mut item = Vec::with_capacity(32);
-    put(&mut item, "answerAt", r.answer_at);
-    put(&mut item, "answerTime", time(r.answer_at));
-    put(&mut item, "answered", Some(answered));
-    put(&mut item, "bindId", r.bind_id);
-    put(&mut item, "businessId", index_key(r.business_id));
-    put(&mut item, "callId", index_key(r.call_id));
-    put(&mut item, "callStatus", r.call_status);
-    put(&mut item, "callStatusMsg", r.call_status_msg);
-    put(
-        &mut item,
-        "callStatusText",
-        Some(call_status_text(r.call_status)),
-    );
-    put(&mut item, "callee", r.callee);
-    put(&mut item, "caller", r.caller);
-    put(&mut item, "customerBindId", r.customer_bind_id);
-    put(&mut item, "did", r.did);
-    put(&mut item, "duration", r.duration);
-    put(&mut item, "extraFields", extra);
-    put(&mut item, "hangup", r.hangup);
-    put(&mut item, "hangupAt", r.hangup_at);
-    put(&mut item, "hangupBy", r.hangup.map(hangup_by));
-    put(&mut item, "hangupCause", r.hangup_cause);
-    put(&mut item, "hangupCode", r.hangup_code);
-    put(&mut item, "hangupTime", time(r.hangup_at));
-    put(&mut item, "id", Some(r.id));
-    put(&mut item, "payloadSha256", Some(payload_sha256));
-    put(&mut item, PENDING_ATTRIBUTE, pending);
-    put(&mut item, "receivedAt", Some(format_time(received_at)));
-    put(
-        &mut item,
-        "receivedAtEpoch",
-        Some(received_at.unix_timestamp()),
-    );
-    put(&mut item, "recordFile", r.record_file);
-    put(&mut item, "recordingError", recording_error);
-    put(&mut item, "recordingKey", recording_key);
-    put(&mut item, "recordingStatus", Some(plan.status().as_str()));
-    put(&mut item, "startAt", r.start_at);
-    put(&mut item, "startTime", time(r.start_at));
+    for index_key in ["businessId", "callId"] {
+        if item.get(index_key).is_some_and(|v| v == "") {
+            item.remove(index_key);
+        }
+    }
+    item.extend((derived.into_iter()).filter_map(|(name, v)| Some((name.to_owned(), v?))));
+    match plan {
+        RecordingPlan::None => {}
+        RecordingPlan::Pending { key } => {
+            item.insert(
+                PENDING_ATTRIBUTE.into(),
+                RecordingStatus::Pending.as_str().into(),
+            );
+            item.insert("recordingKey".into(), key.as_str().into());
+        }
+        RecordingPlan::Refused { reason } => {
+            item.insert("recordingError".into(), reason.as_str().into());
+        }
+    }
     RecordItem(item)
 }
 
@@ -249,45 +213,12 @@ fn iso_time(unix: i64) -> Option<String> {
         .map(format_time)
 }
 
-/// Appends attribute `name` when it has a value.
-fn put<T: Into<Value>>(
-    item: &mut Vec<(&'static str, Value)>,
-    name: &'static str,
-    value: Option<T>,
-) {
-    if let Some(value) = value {
-        item.push((name, value.into()));
-    }
-}
-
 /// RFC 3339 / ISO-8601 in UTC, second precision (`2022-12-19T09:00:52Z`).
 pub fn format_time(t: OffsetDateTime) -> String {
-    // One calendar conversion: `year()`, `month()` and `day()` would each redo it.
-    let ((year, month, day), (hour, minute, second)) = (t.to_calendar_date(), t.to_hms());
-    if !t.offset().is_utc() || !(0..=9999).contains(&year) {
-        // Never the case for the callers (UTC, years 1970+); kept exact all the same.
-        return t
-            .replace_nanosecond(0)
-            .expect("zero nanoseconds is valid")
-            .format(&Rfc3339)
-            .expect("a UTC time formats as RFC 3339");
-    }
-    // As `Rfc3339` writes it (a fast path: see `crate::fast`): digits into a template.
-    let mut text = *b"0000-00-00T00:00:00Z";
-    let year = year as u16; // 0..=9999, checked above
-    for (at, n) in [
-        (0, (year / 100) as u8),
-        (2, (year % 100) as u8),
-        (5, u8::from(month)),
-        (8, day),
-        (11, hour),
-        (14, minute),
-        (17, second),
-    ] {
-        text[at] = b'0' + n / 10;
-        text[at + 1] = b'0' + n % 10;
-    }
-    String::from_utf8(text.to_vec()).expect("ASCII digits and separators")
+    t.replace_nanosecond(0)
+        .expect("zero nanoseconds is valid")
+        .format(&Rfc3339)
+        .expect("a time of years 0 to 9999 formats as RFC 3339")
 }
 
 #[cfg(test)]
@@ -305,7 +236,7 @@ mod tests {
         let plan = RecordingPlan::Pending {
             key: "recordings/2022/12/19/45.mp3".into(),
         };
-        let item = record_item(&push, datetime!(2022-12-19 09:01:00.5 UTC), &plan);
+        let item = record_item(push.clone(), datetime!(2022-12-19 09:01:00.5 UTC), &plan);
         assert_eq!(item["id"], 45);
         assert_eq!(item["caller"], "85235757583");
         assert_eq!(item["startTime"], "2022-12-19T09:00:52Z");
@@ -324,7 +255,11 @@ mod tests {
     #[test]
     fn empty_index_keys_are_left_out() {
         let push = CallRecord::parse(br#"{"id":2,"callId":"","businessId":"","did":""}"#).unwrap();
-        let item = record_item(&push, datetime!(2024-01-01 0:00 UTC), &RecordingPlan::None);
+        let item = record_item(
+            push.clone(),
+            datetime!(2024-01-01 0:00 UTC),
+            &RecordingPlan::None,
+        );
         assert!(!item.contains_key("callId") && !item.contains_key("businessId"));
         assert_eq!(item["did"], "");
     }
@@ -333,7 +268,7 @@ mod tests {
     fn refused_recording_is_failed_with_reason() {
         let push = CallRecord::parse(br#"{"id":1}"#).unwrap();
         let item = record_item(
-            &push,
+            push.clone(),
             datetime!(2024-01-01 0:00 UTC),
             &RecordingPlan::Refused {
                 reason: "nope".into(),
@@ -352,7 +287,11 @@ mod tests {
                 "duration":"12","hangupCode":0,"hangup":7,"x":{"b":[1,2.5]},"answered":"spoofed"}"#,
         )
         .unwrap();
-        let item = record_item(&push, datetime!(2024-01-01 0:00 UTC), &RecordingPlan::None);
+        let item = record_item(
+            push.clone(),
+            datetime!(2024-01-01 0:00 UTC),
+            &RecordingPlan::None,
+        );
         // What the item held when it was built through serde: the record's serialisation,
         // unknown fields moved apart, the empty index key dropped.
         let Value::Object(mut expected) = serde_json::to_value(&push.record).unwrap() else {
@@ -393,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn attributes_come_in_key_order() {
+    fn a_full_record_has_every_attribute() {
         let push = CallRecord::parse(
             br#"{"id":1,"businessId":"b","callId":"c","bindId":"x","customerBindId":"y",
                 "did":"d","caller":"1","callee":"2","callStatus":1,"callStatusMsg":"m",
@@ -407,24 +346,24 @@ mod tests {
             (RecordingPlan::Pending { key: "k".into() }, 31),
             (RecordingPlan::Refused { reason: "r".into() }, 30),
         ] {
-            let names: Vec<&str> = into_record_item(push.clone(), at, &plan).names().collect();
-            assert!(names.is_sorted(), "{names:?}");
+            let item = record_item(push.clone(), at, &plan);
+            let names: Vec<&str> = item.names().collect();
             assert_eq!(names.len(), count, "{names:?}");
         }
     }
 
     #[test]
-    fn times_format_as_rfc3339_would() {
-        let mut unix = -62_167_219_200; // 0000-01-01T00:00:00Z
-        while unix < 253_402_300_799 {
-            // 9999-12-31T23:59:59Z
-            let t = OffsetDateTime::from_unix_timestamp(unix).unwrap();
-            assert_eq!(format_time(t), t.format(&Rfc3339).unwrap(), "{unix}");
-            unix += 9_876_543;
-        }
+    fn times_are_utc_seconds() {
         let t = datetime!(2024-02-29 23:59:59.999 UTC);
         assert_eq!(format_time(t), "2024-02-29T23:59:59Z");
         let t = datetime!(2024-02-29 23:59:59 +08:00);
         assert_eq!(format_time(t), "2024-02-29T23:59:59+08:00");
+    }
+
+    #[test]
+    fn expiry_is_retention_after_arrival() {
+        let mut item = RecordItem::default();
+        item.expire_after(datetime!(2024-01-01 0:00 UTC), Duration::from_secs(86_400));
+        assert_eq!(item[EXPIRES_AT_ATTRIBUTE], 1_704_153_600);
     }
 }

@@ -1,10 +1,6 @@
 //! Recording jobs: the queue message, the archive state machine and the S3 key rules.
 
-use std::fmt::Write;
-
 use serde::{Deserialize, Serialize};
-
-use crate::fast::push_padded;
 use time::OffsetDateTime;
 
 /// Where a record's recording stands. Stored as `recordingStatus` in upper case.
@@ -63,6 +59,8 @@ pub const RECORDINGS_PREFIX: &str = "recordings/";
 pub const REJECTED_PREFIX: &str = "rejected/";
 /// Prefix of push bodies that reused an id with different content.
 pub const CONFLICTS_PREFIX: &str = "conflicts/";
+/// Prefix of the lake: the events as Firehose delivers them.
+pub const LAKE_PREFIX: &str = "analytics/events/";
 
 /// The deterministic key of a record's recording: `recordings/<yyyy>/<mm>/<dd>/<id>.<ext>`,
 /// dated by the call's start (UTC) or, when NXCLOUD sent none, by when the push arrived.
@@ -76,38 +74,18 @@ pub fn recording_key(
         .filter(|t| *t > 0)
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
         .unwrap_or(received_at);
-    // As `format!("{RECORDINGS_PREFIX}{year:04}/{month:02}/{day:02}/{id}.{ext}")` would
-    // write it (a fast path: see `crate::fast`).
-    let mut key = String::with_capacity(RECORDINGS_PREFIX.len() + 40);
-    key.push_str(RECORDINGS_PREFIX);
-    let (year, month, day) = date.to_calendar_date();
-    match u64::try_from(year) {
-        Ok(year) => push_padded(&mut key, year, 4),
-        Err(_) => write!(key, "{year:04}").expect("a String takes any text"),
-    }
-    key.push('/');
-    push_padded(&mut key, u8::from(month).into(), 2);
-    key.push('/');
-    push_padded(&mut key, day.into(), 2);
-    key.push('/');
-    match u64::try_from(id) {
-        Ok(id) => push_padded(&mut key, id, 1),
-        Err(_) => write!(key, "{id}").expect("a String takes any text"),
-    }
-    key.push('.');
-    key.push_str(extension(url));
-    key
+    let (year, month, day) = (date.year(), u8::from(date.month()), date.day());
+    let ext = extension(url);
+    format!("{RECORDINGS_PREFIX}{year:04}/{month:02}/{day:02}/{id}.{ext}")
 }
 
 /// `wav` for WAV URLs, `mp3` otherwise (NXCLOUD's documented format).
 fn extension(url: &str) -> &'static str {
-    // A byte search: `split(['?', '#'])` decoded every character of the URL.
-    let url = url.as_bytes();
-    let path = match url.iter().position(|&b| b == b'?' || b == b'#') {
-        Some(end) => &url[..end],
-        None => url,
-    };
-    if path.len() >= 4 && path[path.len() - 4..].eq_ignore_ascii_case(b".wav") {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    let is_wav = (path.len().checked_sub(4))
+        .and_then(|at| path.get(at..))
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(".wav"));
+    if is_wav {
         "wav"
     } else {
         "mp3"
@@ -170,20 +148,6 @@ mod tests {
         ] {
             let key = recording_key(7, None, received, url);
             assert_eq!(key, format!("recordings/2030/01/01/7.{ext}"), "{url}");
-        }
-    }
-
-    #[test]
-    fn key_is_written_as_format_would() {
-        for (unix, id) in [(1, 1), (86_400 * 40, i64::MAX), (253_402_300_799, -5)] {
-            let date = OffsetDateTime::from_unix_timestamp(unix).unwrap();
-            let expected = format!(
-                "recordings/{:04}/{:02}/{:02}/{id}.mp3",
-                date.year(),
-                u8::from(date.month()),
-                date.day()
-            );
-            assert_eq!(recording_key(id, Some(unix), date, "x"), expected);
         }
     }
 

@@ -1,7 +1,6 @@
 //! `UrlPolicy::check_url` on arbitrary text: never panics, and a URL it admits in production
 //! is https to a host under `*.nxcloud.com` on port 443 without credentials, and passes the
-//! re-check the archiver runs on every redirect hop. `admits` (the webhook's fast path) gives
-//! `check_url`'s verdict under both profiles.
+//! re-check the archiver runs on every redirect hop; the local profile never panics either.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -21,8 +20,7 @@ static LOCAL: LazyLock<UrlPolicy> =
 fuzz_target!(|data: &[u8]| {
     let raw = String::from_utf8_lossy(data);
     for policy in [&*LOCAL, &*PRODUCTION] {
-        let full = policy.check_url(&raw).map(drop);
-        assert_eq!(policy.admits(&raw), full, "{raw:?}");
+        let _ = policy.check_url(&raw);
     }
     let Ok(url) = PRODUCTION.check_url(&raw) else {
         return;

@@ -5,6 +5,7 @@ pub mod dynamodb;
 pub mod eventbridge;
 pub mod http_client;
 pub mod http_source;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod s3;
 pub mod secrets;

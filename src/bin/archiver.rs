@@ -8,20 +8,20 @@ use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts};
 use pns_cdr::adapters::{
     aws::AwsClients, dynamodb::DynamoRecordStore, s3::S3ObjectStore, sqs::SqsJobQueue,
 };
-use pns_cdr::config::Config;
+use pns_cdr::config::{ArchiverConfig, FromEnv};
 use pns_cdr::handlers::archiver::Archiver;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pns_cdr::telemetry::init();
-    let config = Config::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+    let process = pns_cdr::telemetry::start();
+    let config = ArchiverConfig::from_env()?;
+    let clients = AwsClients::load(&process.aws).await?;
     let archiver = Archiver {
-        store: DynamoRecordStore::new(clients.dynamodb, &config.table_name),
+        store: DynamoRecordStore::new(clients.dynamodb, &config.table),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
-        objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
+        objects: S3ObjectStore::new(clients.s3, &config.bucket),
         source: HttpRecordingSource::new(config.url_policy, HttpTimeouts::default())?,
-        settings: config.archiver,
+        settings: config.settings,
     };
     let archiver = &archiver;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

@@ -4,14 +4,14 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use pns_cdr::adapters::{aws::AwsClients, eventbridge::EventBridgeBus};
-use pns_cdr::config::PublisherConfig;
+use pns_cdr::config::{FromEnv, PublisherConfig};
 use pns_cdr::handlers::publisher::Publisher;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pns_cdr::telemetry::init();
+    let process = pns_cdr::telemetry::start();
     let config = PublisherConfig::from_env()?;
-    let sdk = AwsClients::sdk_config(config.endpoint_url.as_deref()).await?;
+    let sdk = AwsClients::sdk_config(&process.aws).await?;
     let publisher = Publisher {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &config.event_bus),
         settings: config.settings,

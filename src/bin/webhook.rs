@@ -4,14 +4,14 @@ use lambda_http::{run, service_fn, Error, Request};
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::secrets::{SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::{aws::AwsClients, s3::S3ObjectStore, sqs::SqsJobQueue};
-use pns_cdr::config::{Config, ConfigError, TokenSource};
+use pns_cdr::config::{FromEnv, TokenSource, WebhookConfig};
 use pns_cdr::handlers::webhook::Webhook;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    pns_cdr::telemetry::init();
-    let config = Config::from_env()?;
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+    let process = pns_cdr::telemetry::start();
+    let config = WebhookConfig::from_env()?;
+    let clients = AwsClients::load(&process.aws).await?;
     // Deployed: tokens from Secrets Manager, refreshed while warm. Locally: from the environment.
     let (auth, secret) = match &config.tokens {
         TokenSource::Inline(tokens) => (config.authenticator_for(tokens)?, None),
@@ -20,16 +20,15 @@ async fn main() -> Result<(), Error> {
             let secret = SecretTokens::new(secret, &config.source_cidrs);
             (secret.authenticator().await?, Some(secret))
         }
-        TokenSource::None => return Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS").into()),
     };
     let webhook = Webhook {
-        store: DynamoRecordStore::new(clients.dynamodb.clone(), &config.table_name),
+        store: DynamoRecordStore::new(clients.dynamodb.clone(), &config.table),
         bindings: DynamoBindingErrorStore::new(clients.dynamodb, &config.binding_errors_table),
         queue: SqsJobQueue::new(clients.sqs, &config.queue_url),
-        objects: S3ObjectStore::new(clients.s3, &config.bucket_name),
+        objects: S3ObjectStore::new(clients.s3, &config.bucket),
         auth: auth.into(),
         policy: config.url_policy,
-        settings: config.webhook,
+        settings: config.settings,
     };
     let (webhook, secret) = (&webhook, &secret);
     run(service_fn(move |request: Request| async move {

@@ -297,7 +297,7 @@ impl Bench {
                 let push = CallRecord::parse(body.as_bytes())?;
                 let now = OffsetDateTime::now_utc();
                 let key = recording_key(id, push.record.start_at, now, &url);
-                let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
+                let item = record_item(push, now, &RecordingPlan::Pending { key: key.clone() });
                 let put = self.store.put_new(item).await?;
                 ensure!(
                     matches!(put, PutOutcome::Created),

@@ -81,7 +81,7 @@ fn item(id: i64) -> anyhow::Result<pns_cdr::domain::item::RecordItem> {
     let push = CallRecord::parse(body.as_bytes())?;
     let now = time::OffsetDateTime::now_utc();
     let key = format!("recordings/2022/12/19/{id}.mp3");
-    Ok(record_item(&push, now, &RecordingPlan::Pending { key }))
+    Ok(record_item(push, now, &RecordingPlan::Pending { key }))
 }
 
 /// Waits until the lake queue holds `count` messages.

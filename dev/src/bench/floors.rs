@@ -50,7 +50,7 @@ pub async fn download(size: u64) -> anyhow::Result<()> {
 pub async fn copy(size: u64) -> anyhow::Result<()> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .map_err(|_| anyhow::anyhow!("AWS_ENDPOINT_URL must name the emulator"))?;
-    let clients = AwsClients::load(Some(&endpoint)).await?;
+    let clients = AwsClients::for_caller(&endpoint, "harness").await?;
     let names = ResourceNames::suffixed(&format!("floor-{}", std::process::id()));
     create_resources(&Template::repo()?, &clients, &names, None).await?;
     let (s3, bucket, key) = (&clients.s3, &names.bucket, "floor.mp3");

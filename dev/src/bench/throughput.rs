@@ -161,7 +161,7 @@ async fn raw_floor(
             None => RecordingPlan::None,
         };
         let item: std::collections::HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(record_item(&push, now, &plan).to_json())?;
+            serde_dynamo::to_item(record_item(push, now, &plan).to_json())?;
         let job = match (&plan, url) {
             (RecordingPlan::Pending { key }, Some(url)) => {
                 Some(serde_json::to_string(&RecordingJob {

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    pns_cdr::telemetry::init();
+    pns_cdr::telemetry::start();
     match Cli::parse().command {
         Command::ColdStart(args) => cold_start::run(args).await,
         Command::Requests => {

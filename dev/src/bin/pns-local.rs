@@ -27,7 +27,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    pns_cdr::telemetry::init();
+    pns_cdr::telemetry::start();
     let cli = Cli::parse();
     let mut options = LocalOptions::default();
     if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {

@@ -19,15 +19,13 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
-    }
-    pns_cdr::telemetry::init();
+    let mut process = pns_cdr::config::ProcessConfig::from_env();
+    process.log.filter.get_or_insert_with(|| "warn".into());
+    pns_cdr::telemetry::init(&process.log);
     let cli = Cli::parse();
     let result = async {
         let simulation = Simulation::try_from(cli.args)?;
-        let target =
-            Target::connect(&OpsConfig::from_lookup(|name| std::env::var(name).ok())).await?;
+        let target = Target::connect(&OpsConfig::from_env(), &process.aws).await?;
         simulation.run(&target).await
     }
     .await;

@@ -12,10 +12,11 @@ use super::{LocalOptions, LocalStack, LOCAL_TOKEN};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
+use pns_cdr::domain::recording::LAKE_PREFIX;
 use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::handlers::archiver::Outcome;
-use pns_cdr::ops::lake::{copy_lake, report_sql, run_duckdb, LAKE_PREFIX};
 use pns_cdr::ports::RecordStore;
+use pnsctl::lake::{copy_lake, report_sql, run_duckdb};
 
 /// Resource names from the same variables the functions read, with the template's defaults.
 pub fn names_from_env() -> ResourceNames {
@@ -73,7 +74,7 @@ pub fn print_banner(stack: &LocalStack) {
         stack.webhook_url
     );
     println!(
-        "then: AWS_ENDPOINT_URL={} cargo run --quiet --bin pnsctl -- report calls-per-business-per-day",
+        "then: AWS_ENDPOINT_URL={} cargo run --quiet -p pnsctl -- report calls-per-business-per-day",
         stack.endpoint
     );
     println!("Ctrl-C stops everything.");
@@ -274,7 +275,7 @@ pub async fn archive_one(mut options: LocalOptions, size: u64) -> anyhow::Result
     let push = CallRecord::parse(body.as_bytes())?;
     let now = OffsetDateTime::now_utc();
     let key = recording_key(id, push.record.start_at, now, &url);
-    let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
+    let item = record_item(push, now, &RecordingPlan::Pending { key: key.clone() });
     stack.record_store().put_new(item).await?;
     let started = Instant::now();
     let outcome = stack

@@ -48,14 +48,7 @@ pub struct SampleRecording {
 impl SampleRecording {
     pub fn new(seed: u64, size: u64) -> Self {
         let mut payload = [0u8; FRAME_LEN - 4];
-        let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-        for b in payload.iter_mut() {
-            // xorshift64*: varied bytes without a dependency.
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            *b = (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
-        }
+        fastrand::Rng::with_seed(seed).fill(&mut payload);
         Self { size, payload }
     }
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use pns_cdr::ops::lake::LAKE_PREFIX;
+use pns_cdr::domain::recording::LAKE_PREFIX;
 use tracing::warn;
 
 /// Drains the lake queue into the bucket until the task is aborted.

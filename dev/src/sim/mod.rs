@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::sqs::queue_url;
-use pns_cdr::config::OpsConfig;
+use pns_cdr::config::{AwsConfig, OpsConfig};
 use pns_cdr::ports::PortError;
 
 pub use plan::{
@@ -67,8 +67,8 @@ pub struct Target {
 
 impl Target {
     /// The resources `config` names (the `pnsctl` environment), queue URLs looked up.
-    pub async fn connect(config: &OpsConfig) -> Result<Self, SimError> {
-        let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+    pub async fn connect(config: &OpsConfig, aws: &AwsConfig) -> Result<Self, SimError> {
+        let clients = AwsClients::load(aws).await?;
         Ok(Self {
             queue_url: queue_url(&clients.sqs, &config.queue).await?,
             dead_letter_queue_url: queue_url(&clients.sqs, &config.dead_letter_queue).await?,

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use pns_cdr::domain::binding::BindingError;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::hangup_by;
-use pns_cdr::ops::lake::{report_sql, run_duckdb, Table, LAKE_PREFIX, REPORTS};
+use pns_cdr::domain::recording::LAKE_PREFIX;
+use pnsctl::lake::{report_sql, run_duckdb, Table, REPORTS};
 use serde_json::{json, Map, Value};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -43,7 +44,7 @@ fn round(value: f64, digits: i32) -> f64 {
 
 /// Each report's answer for `records`, binding errors dated with NXCLOUD's `offset`.
 pub fn expected(records: &[PlannedRecord], offset: UtcOffset) -> BTreeMap<&'static str, Expected> {
-    let calls: Vec<(&PlannedRecord, pns_cdr::domain::cdr::ParsedPush)> = records
+    let calls: Vec<(&PlannedRecord, pns_cdr::domain::cdr::ParsedCallRecord)> = records
         .iter()
         .filter(|r| r.request_id.is_none())
         .filter_map(|r| CallRecord::parse(r.body.as_bytes()).ok().map(|p| (r, p)))

@@ -10,9 +10,10 @@ use crate::common::*;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, StaticLookup};
-use pns_cdr::domain::cdr::{sha256_hex, CallRecord};
+use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
 use pns_cdr::domain::recording::{recording_key, RecordingJob};
+use pns_cdr::domain::sha256_hex;
 use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, Outcome};
 use pns_cdr::ports::{ObjectMeta, ObjectStore, RecordStore};
@@ -29,7 +30,11 @@ async fn pending(stack: &LocalStack, id: i64, url: &str) -> RecordingJob {
     let push = CallRecord::parse(body.as_bytes()).unwrap();
     let now = OffsetDateTime::now_utc();
     let key = recording_key(id, push.record.start_at, now, url);
-    let item = record_item(&push, now, &RecordingPlan::Pending { key: key.clone() });
+    let item = record_item(
+        push.clone(),
+        now,
+        &RecordingPlan::Pending { key: key.clone() },
+    );
     stack.record_store().put_new(item).await.unwrap();
     RecordingJob {
         id,

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use pns_cdr::domain::events::DetailType;
-use pns_cdr::ops::lake::{Table, LAKE_PREFIX};
+use pns_cdr::domain::recording::LAKE_PREFIX;
 use pns_cdr_dev::local::{streams, LocalStack, LOCAL_TOKEN};
 use pns_cdr_dev::sim::{
     plan, reports, send, summary, verify, Delivery, Expect, PlannedRecording, RecordingHost,
     Workload,
 };
+use pnsctl::lake::Table;
 use serde_json::Value;
 
 /// A stack whose streams, bus and lake run, with the archiver draining its queue.
@@ -251,11 +252,9 @@ async fn replaying_a_stream_batch_publishes_nothing_new_to_consumers_that_dedupe
     let objects =
         pns_cdr::adapters::s3::S3ObjectStore::new(stack.clients.s3.clone(), &stack.names.bucket);
     let dir = tempfile::tempdir().unwrap();
-    pns_cdr::ops::lake::copy_lake(&objects, dir.path())
-        .await
-        .unwrap();
-    let sql = pns_cdr::ops::lake::report_sql("hangup-causes").unwrap();
-    let table = pns_cdr::ops::lake::run_duckdb(python.to_str().unwrap(), sql, dir.path()).unwrap();
+    pnsctl::lake::copy_lake(&objects, dir.path()).await.unwrap();
+    let sql = pnsctl::lake::report_sql("hangup-causes").unwrap();
+    let table = pnsctl::lake::run_duckdb(python.to_str().unwrap(), sql, dir.path()).unwrap();
     let calls: i64 = table
         .objects()
         .iter()

@@ -62,7 +62,7 @@ fn delivery(stack: &LocalStack) -> Delivery {
 /// Verification reads the emulator directly, not through the proxy's faults.
 async fn target_for(stack: &LocalStack) -> Target {
     Target {
-        clients: AwsClients::load(Some(&common::emulator_endpoint()))
+        clients: AwsClients::for_caller(&common::emulator_endpoint(), "harness")
             .await
             .unwrap(),
         ..stack.target()

@@ -11,9 +11,9 @@ use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::QueueRef;
-use pns_cdr::ops::{self, BodySource, OpsError};
 use pns_cdr_dev::local::fake_nxcloud::SampleRecording;
 use pns_cdr_dev::local::{LocalStack, LOCAL_TOKEN};
+use pnsctl::{self as ops, BodySource, OpsError};
 use serde_json::{json, Value};
 
 /// The ports the verbs take, over the test stack's resources.

@@ -21,7 +21,7 @@ async fn orphan(stack: &LocalStack, id: i64, url: &str, received_at: OffsetDateT
     stack
         .record_store()
         .put_new(record_item(
-            &push,
+            push,
             received_at,
             &RecordingPlan::Pending { key },
         ))

@@ -1,6 +1,7 @@
 //! The SDK's HTTP client over TLS: a TLS-terminating relay in front of the emulator, with a
 //! certificate from a test CA. The client trusts what its root store holds, and only that.
 
+use pns_cdr::config::AwsConfig;
 use std::sync::Arc;
 
 use pns_cdr::adapters::aws::AwsClients;
@@ -72,7 +73,7 @@ async fn the_sdk_talks_tls_to_what_its_roots_trust_and_nothing_else() {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).unwrap();
     let trusting = ReqwestHttpClient::with_tls(tls::client_config_with(roots).unwrap());
-    let clients = AwsClients::with_http_client(Some(&endpoint), trusting).await;
+    let clients = AwsClients::with_http_client(&emulator(&endpoint), trusting).await;
     clients
         .dynamodb
         .list_tables()
@@ -81,11 +82,20 @@ async fn the_sdk_talks_tls_to_what_its_roots_trust_and_nothing_else() {
         .expect("DynamoDB over TLS through the relay");
 
     // The platform's roots do not hold the test CA: the handshake fails, nothing is sent.
-    let clients = AwsClients::load(Some(&endpoint)).await.unwrap();
+    let clients = AwsClients::load(&emulator(&endpoint)).await.unwrap();
     let error = clients.dynamodb.list_tables().send().await.unwrap_err();
     let chain = pns_cdr::telemetry::ErrorChain(&error).to_string();
     assert!(
         chain.contains("certificate") || chain.contains("UnknownIssuer"),
         "{chain}"
     );
+}
+
+/// The relay as the clients' endpoint.
+fn emulator(endpoint: &str) -> AwsConfig {
+    AwsConfig {
+        endpoint_url: Some(endpoint.to_owned()),
+        caller: Some("harness".into()),
+        ..AwsConfig::default()
+    }
 }

@@ -3,10 +3,9 @@
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use super::{unavailable, PushOutcome, Quarantine, Webhook, EXPIRES_AT_ATTRIBUTE};
+use super::{unavailable, PushOutcome, Quarantine, Webhook};
 use crate::domain::binding::{binding_error_item, ParsedBindingError};
-use crate::domain::cdr::InvalidPush;
-use crate::domain::push::PushKind;
+use crate::domain::push::{InvalidPush, PushKind};
 use crate::domain::recording::binding_conflict_key;
 use crate::ports::{BindingErrorStore, JobQueue, ObjectStore, PutOutcome, RecordStore};
 
@@ -22,8 +21,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         let payload_sha256 = parsed.payload_sha256.clone();
         let mut item = binding_error_item(parsed, received_at, self.settings.nxcloud_offset);
         if let Some(retention) = self.settings.retention {
-            let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
-            item.insert(EXPIRES_AT_ATTRIBUTE, expires_at.into());
+            item.expire_after(received_at, retention);
         }
         match self.bindings.put_new(item).await {
             Err(e) => unavailable(&e),
@@ -38,9 +36,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                 PushOutcome::BindingErrorStored { request_id }
             }
             Ok(PutOutcome::Refused(reason)) => {
-                let why = InvalidPush {
-                    field: None,
-                    message: format!("the table refused the binding error: {reason}"),
+                let why = InvalidPush::Unstorable {
+                    push: "binding error",
+                    reason,
                 };
                 let kind = (PushKind::BindingError, Quarantine::Unstorable);
                 self.quarantine(body, why, received_at, kind).await

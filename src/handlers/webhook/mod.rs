@@ -3,8 +3,6 @@
 //! Order matters for "nothing lost": a 200 is only answered after the put (and, for a new
 //! record with a recording, the enqueue) succeeded; an error answer leaves state that
 //! NXCLOUD's next retry completes through the duplicate path.
-//!
-//! Over 500 lines only with its tests (about 260): the handler itself is the ~390 above them.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,21 +19,19 @@ mod outcome;
 pub use outcome::{PushOutcome, Quarantine};
 
 use crate::domain::auth::{presented_token, SharedAuthenticator};
-use crate::domain::cdr::{sha256_hex, InvalidPush, ParsedPush};
-use crate::domain::item::{format_time, into_record_item, RecordingPlan, StoredRecord};
-use crate::domain::push::{self, PushKind};
+use crate::domain::cdr::ParsedCallRecord;
+use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
+use crate::domain::push::{self, InvalidPush, PushKind};
 use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
 };
+use crate::domain::sha256_hex;
 use crate::domain::url_policy::UrlPolicy;
 use crate::metrics::{self, Function, Metric};
 use crate::ports::{
     BindingErrorStore, JobQueue, ObjectMeta, ObjectStore, PortError, PutOutcome, RecordStore,
 };
 use crate::telemetry::ErrorChain;
-
-/// TTL attribute (Unix seconds), as named in the table's `TimeToLiveSpecification`.
-pub const EXPIRES_AT_ATTRIBUTE: &str = "expiresAt";
 
 /// Largest push body accepted; real CDRs are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,9 +50,10 @@ pub fn route_kind(path: &str) -> PushKind {
     }
 }
 
-/// A push as the webhook sees it, whatever carried it (API Gateway or the local server).
+/// The HTTP request that carries a push, whatever delivered it (API Gateway or the local
+/// server).
 #[derive(Debug, Clone)]
-pub struct Push<'a> {
+pub struct PushRequest<'a> {
     /// What the route expects, for a body whose shape says neither.
     pub route: PushKind,
     pub method: &'a str,
@@ -72,13 +69,6 @@ fn unavailable(e: &PortError) -> PushOutcome {
     PushOutcome::Unavailable
 }
 
-/// What the duplicate path needs of a push already moved into its item.
-struct Pushed<'a> {
-    id: i64,
-    call_id: &'a str,
-    payload_sha256: &'a str,
-}
-
 /// Tunables of the webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
@@ -86,7 +76,7 @@ pub struct WebhookSettings {
     /// this old: NXCLOUD retries a failed push after about a minute, so a lost job is
     /// re-queued by the retry, while a burst of immediate duplicates queues nothing extra.
     pub requeue_pending_after: Duration,
-    /// When set, records carry `expiresAt` so DynamoDB's TTL removes them after this long.
+    /// When set, items carry `expiresAt` so DynamoDB's TTL removes them after this long.
     pub retention: Option<Duration>,
     /// NXCLOUD's time zone, in which a binding error's `occurrenceTime` is written.
     pub nxcloud_offset: UtcOffset,
@@ -116,77 +106,65 @@ pub struct Webhook<S, Q, O, B> {
 
 impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<S, Q, O, B> {
     /// Handles one push. Never panics on input.
-    pub async fn handle(&self, push: Push<'_>) -> PushOutcome {
+    pub async fn handle(&self, request: PushRequest<'_>) -> PushOutcome {
         let started = std::time::Instant::now();
-        let received_at = OffsetDateTime::now_utc();
-        let outcome = self.answer(push, received_at).await;
+        let outcome = self.answer(request, OffsetDateTime::now_utc()).await;
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (metric, also) = outcome.metrics();
-        let values = [
+        let mut values = vec![
             (Metric::PushReceived, 1.0),
             (metric, 1.0),
             (Metric::PushLatencyMs, latency_ms),
         ];
-        // Stamped with the push's arrival: one clock read fewer.
-        match also {
-            Some(also) => metrics::emit_at(
-                Function::Webhook,
-                &[values[0], values[1], values[2], (also, 1.0)],
-                received_at,
-            ),
-            None => metrics::emit_at(Function::Webhook, &values, received_at),
-        }
+        values.extend(also.map(|also| (also, 1.0)));
+        metrics::emit(Function::Webhook, &values);
         outcome
     }
 
-    async fn answer(&self, push: Push<'_>, received_at: OffsetDateTime) -> PushOutcome {
-        if !push.method.eq_ignore_ascii_case("POST") {
+    async fn answer(&self, request: PushRequest<'_>, received_at: OffsetDateTime) -> PushOutcome {
+        if !request.method.eq_ignore_ascii_case("POST") {
             return PushOutcome::MethodNotAllowed;
         }
-        let token = presented_token(push.query_token, push.authorization);
-        if let Err(e) = self.auth.check(token, push.source_ip) {
+        let token = presented_token(request.query_token, request.authorization);
+        if let Err(e) = self.auth.check(token, request.source_ip) {
             warn!(outcome = "unauthorized", reason = %e, "push refused");
             return PushOutcome::Unauthorized(e);
         }
-        if push.body.len() > MAX_BODY_BYTES {
-            let why = InvalidPush {
-                field: None,
-                message: format!(
-                    "body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                    push.body.len()
-                ),
+        let body = request.body;
+        if body.len() > MAX_BODY_BYTES {
+            let why = InvalidPush::TooLarge {
+                size: body.len(),
+                limit: MAX_BODY_BYTES,
             };
-            let kind = (push.route, Quarantine::TooLarge);
-            return Box::pin(self.quarantine(push.body, why, received_at, kind)).await;
+            let kind = (request.route, Quarantine::TooLarge);
+            return self.quarantine(body, why, received_at, kind).await;
         }
-        match push::parse(push.body, push.route) {
+        match push::parse(body, request.route) {
             Ok(push::Push::CallRecord(parsed)) => {
-                self.store_push(push.body, parsed, received_at).await
+                self.store_call_record(body, parsed, received_at).await
             }
-            // Boxed, as every path but a new call record's: the future of a push is moved
-            // whole on every call, and would otherwise be as large as its largest path.
             Ok(push::Push::BindingError(parsed)) => {
-                Box::pin(self.store_binding_error(push.body, parsed, received_at)).await
+                self.store_binding_error(body, parsed, received_at).await
             }
             Err((kind, why)) => {
                 let kind = (kind, Quarantine::InvalidBody);
-                Box::pin(self.quarantine(push.body, why, received_at, kind)).await
+                self.quarantine(body, why, received_at, kind).await
             }
         }
     }
 
-    async fn store_push(
+    async fn store_call_record(
         &self,
         body: &[u8],
-        push: ParsedPush,
+        push: ParsedCallRecord,
         received_at: OffsetDateTime,
     ) -> PushOutcome {
         let record = &push.record;
         let id = record.id;
         let plan = match record.recording_url() {
             None => RecordingPlan::None,
-            Some(url) => match self.policy.admits(url) {
-                Ok(()) => RecordingPlan::Pending {
+            Some(url) => match self.policy.check_url(url) {
+                Ok(_) => RecordingPlan::Pending {
                     key: recording_key(id, record.start_at, received_at, url),
                 },
                 Err(refused) => RecordingPlan::Refused {
@@ -194,31 +172,31 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                 },
             },
         };
-        // What is still needed once the push has moved into the item.
-        let job_url = match plan {
-            RecordingPlan::Pending { .. } => record.recording_url().map(str::to_owned),
+        let job = match &plan {
+            RecordingPlan::Pending { key } => record.recording_url().map(|url| RecordingJob {
+                id,
+                url: url.to_owned(),
+                key: key.clone(),
+            }),
             _ => None,
         };
         let call_id = record.call_id.clone().unwrap_or_default();
-        // Kept for the duplicate path on the stack, not cloned: the push moves into the item.
-        let payload_sha256: [u8; 64] =
-            (push.payload_sha256.as_bytes().try_into()).expect("a hex SHA-256 is 64 digits");
-        let mut item = into_record_item(push, received_at, &plan);
+        let payload_sha256 = push.payload_sha256.clone();
+        let mut item = record_item(push, received_at, &plan);
         if let Some(retention) = self.settings.retention {
-            let expires_at = received_at.unix_timestamp() + retention.as_secs() as i64;
-            item.insert(EXPIRES_AT_ATTRIBUTE, expires_at.into());
+            item.expire_after(received_at, retention);
         }
         match self.store.put_new(item).await {
             Err(e) => unavailable(&e),
             Ok(PutOutcome::Created) => {
-                let recording = plan.status();
-                if let (RecordingPlan::Pending { key }, Some(url)) = (plan, job_url) {
-                    if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
+                if let Some(job) = &job {
+                    if let Err(e) = self.queue.send(job).await {
                         // The record is stored as PENDING: the retry takes the duplicate path
                         // and enqueues again.
                         return unavailable(&e);
                     }
                 }
+                let recording = plan.status();
                 info!(
                     id,
                     call_id,
@@ -231,20 +209,20 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             Ok(PutOutcome::Refused(reason)) => {
                 // Valid to the contract, unstorable as an item: a retry would be refused too,
                 // so keep the body now and say why.
-                let why = InvalidPush {
-                    field: None,
-                    message: format!("the table refused the record: {reason}"),
+                let why = InvalidPush::Unstorable {
+                    push: "record",
+                    reason,
                 };
                 let kind = (PushKind::CallRecord, Quarantine::Unstorable);
-                Box::pin(self.quarantine(body, why, received_at, kind)).await
+                self.quarantine(body, why, received_at, kind).await
             }
             Ok(PutOutcome::Duplicate(stored)) => {
-                let push = Pushed {
+                let pushed = Pushed {
                     id,
                     call_id: &call_id,
-                    payload_sha256: std::str::from_utf8(&payload_sha256).expect("hex digits"),
+                    payload_sha256: &payload_sha256,
                 };
-                Box::pin(self.duplicate(body, push, *stored, received_at)).await
+                self.duplicate(body, pushed, *stored, received_at).await
             }
         }
     }
@@ -252,7 +230,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
     async fn duplicate(
         &self,
         body: &[u8],
-        push: Pushed<'_>,
+        pushed: Pushed<'_>,
         stored: StoredRecord,
         received_at: OffsetDateTime,
     ) -> PushOutcome {
@@ -260,7 +238,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             id,
             call_id,
             payload_sha256,
-        } = push;
+        } = pushed;
         let conflict = stored.payload_sha256.as_deref() != Some(payload_sha256);
         if conflict {
             let key = conflict_key(id, payload_sha256);
@@ -335,17 +313,13 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         (push, kind): (PushKind, Quarantine),
     ) -> PushOutcome {
         let key = rejected_key(&sha256_hex(body));
-        let push_name = match push {
-            PushKind::CallRecord => "call-result",
-            PushKind::BindingError => "binding-error",
-        };
         let mut metadata = vec![
-            ("reason", why.message.clone()),
+            ("reason", why.to_string()),
             ("received-at", format_time(received_at)),
-            ("push", push_name.to_owned()),
+            ("push", push.name().to_owned()),
         ];
-        if let Some(field) = &why.field {
-            metadata.push(("field", field.clone()));
+        if let Some(field) = why.field() {
+            metadata.push(("field", field.to_owned()));
         }
         let meta = ObjectMeta {
             content_type: "application/octet-stream".into(),
@@ -359,7 +333,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         {
             return unavailable(&e);
         }
-        warn!(outcome = "rejected", key, field = why.field.as_deref(), reason = %why.message, "invalid push quarantined");
+        warn!(outcome = "rejected", key, field = why.field(), reason = %why, "invalid push quarantined");
         PushOutcome::Quarantined { kind, why, key }
     }
 
@@ -383,7 +357,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             _ => None,
         };
         let outcome = self
-            .handle(Push {
+            .handle(PushRequest {
                 route: route_kind(request.uri().path()),
                 method: request.method().as_str(),
                 query_token: query_token.as_deref(),
@@ -396,41 +370,62 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
     }
 }
 
+/// The webhook over the in-memory ports: tests, the bench and the harness.
+#[cfg(any(test, feature = "memory"))]
+pub type MemoryWebhook = Webhook<
+    crate::adapters::memory::MemoryRecordStore,
+    crate::adapters::memory::MemoryJobQueue,
+    crate::adapters::memory::MemoryObjectStore,
+    crate::adapters::memory::MemoryBindingErrorStore,
+>;
+
+#[cfg(any(test, feature = "memory"))]
+impl MemoryWebhook {
+    /// Empty in-memory stores, `tokens` (`current[,previous]`) from the sources `cidrs`
+    /// (empty: any), NXCLOUD's production URL policy and the default settings.
+    pub fn in_memory(tokens: &str, cidrs: &str) -> Self {
+        use crate::domain::auth::Authenticator;
+        use crate::domain::url_policy::{UrlProfile, DEFAULT_RECORDING_HOSTS};
+        Self {
+            store: Default::default(),
+            queue: Default::default(),
+            objects: Default::default(),
+            bindings: Default::default(),
+            auth: Authenticator::new(tokens, cidrs)
+                .expect("valid test tokens")
+                .into(),
+            policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production)
+                .expect("the default hosts are valid"),
+            settings: WebhookSettings::default(),
+        }
+    }
+}
+
+/// What the duplicate path needs of a call record already moved into its item.
+struct Pushed<'a> {
+    id: i64,
+    call_id: &'a str,
+    payload_sha256: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::adapters::memory::{
-        MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
-    };
-    use crate::domain::auth::Authenticator;
-    use crate::domain::url_policy::{UrlProfile, DEFAULT_RECORDING_HOSTS};
     use serde_json::Value;
 
     const TOKEN: &str = "unit-test-token-0123";
     const RECORDING: &str = "https://remote.record.nxcloud.com/pns/20221219/a.mp3";
 
-    type MemoryWebhook =
-        Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore, MemoryBindingErrorStore>;
-
     fn webhook() -> MemoryWebhook {
-        Webhook {
-            store: MemoryRecordStore::default(),
-            queue: MemoryJobQueue::default(),
-            objects: MemoryObjectStore::default(),
-            bindings: MemoryBindingErrorStore::default(),
-            auth: Authenticator::new(TOKEN, "").unwrap().into(),
-            policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).unwrap(),
-            settings: WebhookSettings {
-                requeue_pending_after: Duration::ZERO,
-                ..WebhookSettings::default()
-            },
-        }
+        let mut webhook = MemoryWebhook::in_memory(TOKEN, "");
+        webhook.settings.requeue_pending_after = Duration::ZERO;
+        webhook
     }
 
-    fn push(body: &[u8]) -> Push<'_> {
-        Push {
+    fn push(body: &[u8]) -> PushRequest<'_> {
+        PushRequest {
             route: PushKind::CallRecord,
             method: "POST",
             query_token: Some(TOKEN),
@@ -526,7 +521,7 @@ mod tests {
     async fn bad_tokens_write_nothing_whatever_the_body() {
         let w = webhook();
         for body in [body(4, 5), b"{not json".to_vec(), vec![0xff; 70_000]] {
-            let p = Push {
+            let p = PushRequest {
                 query_token: Some("wrong-token-0000000000"),
                 ..push(&body)
             };
@@ -543,7 +538,7 @@ mod tests {
         w.settings.retention = Some(Duration::from_secs(86_400));
         let before = OffsetDateTime::now_utc().unix_timestamp();
         assert_eq!(w.handle(push(&body(5, 5))).await.status(), 200);
-        let expires = w.store.items.lock().unwrap()[&5][EXPIRES_AT_ATTRIBUTE]
+        let expires = w.store.items.lock().unwrap()[&5][crate::domain::item::EXPIRES_AT_ATTRIBUTE]
             .as_i64()
             .unwrap();
         assert!((before + 86_400..=before + 86_402).contains(&expires));
@@ -562,7 +557,7 @@ mod tests {
         let mut outcomes = Vec::new();
         for route in routes {
             let outcome = w
-                .handle(Push {
+                .handle(PushRequest {
                     route,
                     ..push(BINDING_ERROR)
                 })
@@ -627,7 +622,7 @@ mod tests {
         let w = webhook();
         let body = br#"{"requestId":"r-1","code":"ten"}"#;
         let outcome = w
-            .handle(Push {
+            .handle(PushRequest {
                 route: PushKind::CallRecord,
                 ..push(body)
             })

@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde_json::{json, Value};
 
 use crate::domain::auth::AuthError;
-use crate::domain::cdr::InvalidPush;
+use crate::domain::push::InvalidPush;
 use crate::domain::recording::RecordingStatus;
 use crate::metrics::Metric;
 
@@ -132,8 +132,8 @@ impl PushOutcome {
             Self::Quarantined { why, key, .. } => json!({
                 "ok": false,
                 "error": self.error_code(),
-                "message": why.message,
-                "field": why.field,
+                "message": why.to_string(),
+                "field": why.field(),
                 "quarantineKey": key,
             }),
             Self::MethodNotAllowed => self.error("only POST is accepted"),

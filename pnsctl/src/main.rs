@@ -1,4 +1,4 @@
-//! `pnsctl`: the operator verbs of `pns_cdr::ops`, against AWS or the local stack.
+//! `pnsctl`: the operator verbs of the `pnsctl` library, against AWS or the local stack.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +10,9 @@ use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
-use pns_cdr::config::OpsConfig;
+use pns_cdr::config::{AwsConfig, OpsConfig};
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
-use pns_cdr::ops::{self, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
+use pnsctl::{lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
 /// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish and report.
@@ -92,7 +92,7 @@ enum Command {
     /// Run one of the lake's named queries on the local stack's lake with DuckDB.
     Report {
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(
-            ops::lake::REPORTS.iter().map(|r| r.0)
+            lake::REPORTS.iter().map(|r| r.0)
         ))]
         query: String,
         /// Print the rows as a JSON array of objects instead of columns.
@@ -113,11 +113,10 @@ struct ReplayBody {
 }
 
 fn main() -> ExitCode {
-    // Results go to stdout (`pnsctl show 45 | jq`), so logs stay quiet unless RUST_LOG asks.
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
-    }
-    pns_cdr::telemetry::init();
+    let mut process = pns_cdr::config::ProcessConfig::from_env();
+    // Results go to stdout (`pnsctl show 45 | jq`), logs to stderr, quiet unless RUST_LOG asks.
+    process.log.filter.get_or_insert_with(|| "warn".into());
+    pns_cdr::telemetry::init(&process.log);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -131,7 +130,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, &process.aws)) {
         Ok(output) => {
             println!("{output}");
             ExitCode::SUCCESS
@@ -157,24 +156,21 @@ fn parse_time(text: &str) -> Result<time::OffsetDateTime, time::error::Parse> {
 }
 
 /// The interpreter with DuckDB: `PNS_PYTHON`, else the project's virtualenv.
-fn python() -> String {
-    std::env::var("PNS_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| {
-            let venv = std::path::Path::new(".venv/bin/python");
-            if venv.exists() {
-                venv.display().to_string()
-            } else {
-                "python3".into()
-            }
-        })
+fn python(config: &OpsConfig) -> String {
+    config.python.clone().unwrap_or_else(|| {
+        let venv = std::path::Path::new(".venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
 }
 
 /// Runs one verb; returns what to print.
-async fn run(command: Command) -> anyhow::Result<String> {
-    let config = OpsConfig::from_lookup(|name| std::env::var(name).ok());
-    let clients = AwsClients::load(config.endpoint_url.as_deref()).await?;
+async fn run(command: Command, aws: &AwsConfig) -> anyhow::Result<String> {
+    let config = OpsConfig::from_env();
+    let clients = AwsClients::load(aws).await?;
     let records = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
     // Queues are resolved before anything changes: a wrong queue fails the verb up front.
     let job_queue = || async {
@@ -188,7 +184,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let dead_letters = SqsDeadLetters::new(clients.sqs.clone(), dlq_url);
             // Drawn on a terminal only.
             let progress = ProgressBar::new(max as u64);
-            let moved = ops::redrive(&queue, &dead_letters, max, |n| {
+            let moved = pnsctl::redrive(&queue, &dead_letters, max, |n| {
                 progress.set_position(n as u64)
             })
             .await;
@@ -197,12 +193,12 @@ async fn run(command: Command) -> anyhow::Result<String> {
         }
         Command::Rearchive { id } => {
             let queue = job_queue().await?;
-            let job = ops::rearchive(&records, &queue, id).await?;
+            let job = pnsctl::rearchive(&records, &queue, id).await?;
             format!("record {} is PENDING; job queued for {}", job.id, job.key)
         }
-        Command::Show { id } => format!("{:#}", Value::Object(ops::show(&records, id).await?)),
+        Command::Show { id } => format!("{:#}", Value::Object(pnsctl::show(&records, id).await?)),
         Command::ShowCall { call_id } => {
-            let items = ops::show_call(&records, &call_id).await?;
+            let items = pnsctl::show_call(&records, &call_id).await?;
             format!(
                 "{:#}",
                 Value::from_iter(items.into_iter().map(Value::Object))
@@ -213,7 +209,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 clients.dynamodb.clone(),
                 &config.binding_errors_table,
             );
-            let item = ops::show_binding_error(&errors, &request_id).await?;
+            let item = pnsctl::show_binding_error(&errors, &request_id).await?;
             format!("{:#}", Value::Object(item))
         }
         Command::BindingErrors { did, day } => {
@@ -221,7 +217,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 clients.dynamodb.clone(),
                 &config.binding_errors_table,
             );
-            let items = ops::binding_errors(&errors, &did, day).await?;
+            let items = pnsctl::binding_errors(&errors, &did, day).await?;
             format!(
                 "{:#}",
                 Value::from_iter(items.into_iter().map(Value::Object))
@@ -261,7 +257,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
             )
         }
         Command::Report { query, json } => {
-            if config.endpoint_url.is_none() {
+            if aws.endpoint_url.is_none() {
                 anyhow::bail!(
                     "pnsctl report runs on the local stack's lake (set AWS_ENDPOINT_URL); on AWS, \
                      run the named query {query} in the stack's Athena workgroup (output \
@@ -272,7 +268,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
             let objects = S3ObjectStore::new(clients.s3.clone(), &config.bucket);
             let dir = tempfile::tempdir()?;
             lake::copy_lake(&objects, dir.path()).await?;
-            let table = lake::run_duckdb(&python(), sql, dir.path())?;
+            let table = lake::run_duckdb(&python(&config), sql, dir.path())?;
             if json {
                 format!(
                     "{:#}",
@@ -289,7 +285,7 @@ async fn run(command: Command) -> anyhow::Result<String> {
                 (None, None) => unreachable!("clap requires one of the two"),
             };
             let objects = S3ObjectStore::new(clients.s3.clone(), &config.bucket);
-            let answer = ops::replay(&objects, &url, &source).await?;
+            let answer = pnsctl::replay(&objects, &url, &source).await?;
             format!(
                 "POST {} -> {}\n{}",
                 redact_url(&url),

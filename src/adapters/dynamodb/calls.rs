@@ -1,87 +1,20 @@
-//! The record store over DynamoDB: one conditional write per state change.
-//!
-//! Over 500 lines with its tests: both tables' adapters share the conversions, the
-//! condition-failure mapping and the paging here; splitting them would split those too.
+//! The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id`.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::domain::binding::DID_INDEX;
+use super::{get_json, now, put_if_absent, s, scan_received_since, to_json};
 use crate::domain::item::{format_time, RecordItem, StoredRecord};
 use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
-use crate::domain::recording::RecordingStatus;
-use crate::domain::recording::MAX_DELIVERIES;
+use crate::domain::recording::{RecordingStatus, MAX_DELIVERIES};
 use crate::ports::{
-    ArchivedRecording, BindingErrorLookup, BindingErrorStore, CopyChecksum, ItemPage,
-    PendingCounts, PendingRecording, PendingRecords, PortError, PutOutcome, ReceivedSince,
-    RecordLookup, RecordStore,
+    ArchivedRecording, CopyChecksum, ItemPage, PendingCounts, PendingRecording, PendingRecords,
+    PortError, PutOutcome, ReceivedSince, RecordLookup, RecordStore,
 };
-
-type Item = HashMap<String, AttributeValue>;
-
-fn to_json(operation: &'static str, item: Item) -> Result<Map<String, Value>, PortError> {
-    serde_dynamo::from_item(item).map_err(|e| PortError::new(operation, e))
-}
-
-/// The item under `key` as plain JSON, read consistently (what people are shown).
-async fn get_json(
-    client: &Client,
-    table: &str,
-    key: &str,
-    value: AttributeValue,
-) -> Result<Option<Map<String, Value>>, PortError> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .key(key, value)
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| PortError::new("GetItem", e))?;
-    out.item.map(|item| to_json("GetItem", item)).transpose()
-}
-
-/// One page of `table`'s items with `receivedAtEpoch >= epoch` (a filtered scan: an operator's
-/// recovery, not a hot path).
-async fn scan_received_since(
-    client: &Client,
-    table: &str,
-    epoch: i64,
-    start: Option<Map<String, Value>>,
-) -> Result<ItemPage, PortError> {
-    const OPERATION: &str = "Scan";
-    let start = start
-        .map(|key| serde_dynamo::to_item(key).map_err(|e| PortError::new(OPERATION, e)))
-        .transpose()?;
-    let page = client
-        .scan()
-        .table_name(table)
-        .filter_expression("receivedAtEpoch >= :since")
-        .expression_attribute_values(":since", AttributeValue::N(epoch.to_string()))
-        .set_exclusive_start_key(start)
-        .send()
-        .await
-        .map_err(|e| PortError::new(OPERATION, e))?;
-    Ok(ItemPage {
-        items: page
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| to_json(OPERATION, item))
-            .collect::<Result<_, _>>()?,
-        next: page
-            .last_evaluated_key
-            .map(|key| to_json(OPERATION, key))
-            .transpose()?,
-    })
-}
 
 /// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
 #[derive(Clone, Debug)]
@@ -117,86 +50,6 @@ impl DynamoRecordStore {
             }
             Err(e) => Err(PortError::new(op, e)),
         }
-    }
-}
-
-fn now() -> AttributeValue {
-    AttributeValue::S(format_time(OffsetDateTime::now_utc()))
-}
-
-fn s(v: &str) -> AttributeValue {
-    AttributeValue::S(v.to_owned())
-}
-
-/// Deepest nesting DynamoDB stores in a document attribute.
-const MAX_DEPTH: usize = 32;
-
-/// Makes JSON that is valid to NXCLOUD's contract storable in DynamoDB, which refuses numbers
-/// outside 1e-130..1e126 in magnitude and documents nested deeper than 32 levels. Unknown
-/// fields may carry either; refused, the put would fail on every retry and the record would
-/// be lost. Such a number is kept as its JSON text; such a subtree as its JSON string.
-pub fn make_storable(value: &mut Value, depth: usize) {
-    match value {
-        Value::Number(n) => {
-            let storable = n.as_f64().is_some_and(|x| {
-                n.is_i64() || n.is_u64() || x == 0.0 || (1e-130..1e126).contains(&x.abs())
-            });
-            if !storable {
-                *value = Value::String(n.to_string());
-            }
-        }
-        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH - 1 => {
-            *value = Value::String(value.to_string());
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| make_storable(v, depth + 1)),
-        Value::Object(fields) => fields
-            .values_mut()
-            .for_each(|v| make_storable(v, depth + 1)),
-        Value::Null | Value::Bool(_) | Value::String(_) => {}
-    }
-}
-
-/// Puts `item` into `table` unless an item with its `key` attribute exists: one conditional
-/// write, whose failed condition hands back the stored item.
-async fn put_if_absent(
-    client: &Client,
-    table: &str,
-    key: &'static str,
-    item: RecordItem,
-) -> Result<PutOutcome, PortError> {
-    let item = item
-        .into_iter()
-        .map(|(name, mut value)| {
-            make_storable(&mut value, 1);
-            let value = serde_dynamo::to_attribute_value(value)
-                .map_err(|e| PortError::new("PutItem", e))?;
-            Ok((name.to_owned(), value))
-        })
-        .collect::<Result<Item, PortError>>()?;
-    let result = client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(#key)")
-        .expression_attribute_names("#key", key)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(PutOutcome::Created),
-        Err(SdkError::ServiceError(e)) => match e.into_err() {
-            PutItemError::ConditionalCheckFailedException(failed) => {
-                let old = failed.item.unwrap_or_default();
-                let stored =
-                    serde_dynamo::from_item(old).map_err(|e| PortError::new("PutItem", e))?;
-                Ok(PutOutcome::Duplicate(Box::new(stored)))
-            }
-            other if other.code() == Some("ValidationException") => Ok(PutOutcome::Refused(
-                other.message().unwrap_or("ValidationException").to_owned(),
-            )),
-            other => Err(PortError::new("PutItem", other)),
-        },
-        Err(e) => Err(PortError::new("PutItem", e)),
     }
 }
 
@@ -475,132 +328,5 @@ impl PendingRecords for DynamoRecordStore {
             )
             .await?;
         Ok(PendingCounts { overdue, in_retry })
-    }
-}
-
-/// The binding-error table (`pns-binding-errors` by default), keyed by NXCLOUD's `requestId`.
-#[derive(Clone, Debug)]
-pub struct DynamoBindingErrorStore {
-    client: Client,
-    table: String,
-}
-
-impl DynamoBindingErrorStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-}
-
-impl BindingErrorStore for DynamoBindingErrorStore {
-    async fn put_new(&self, item: RecordItem) -> Result<PutOutcome, PortError> {
-        put_if_absent(&self.client, &self.table, "requestId", item).await
-    }
-}
-
-impl ReceivedSince for DynamoBindingErrorStore {
-    async fn received_since(
-        &self,
-        epoch: i64,
-        start: Option<Map<String, Value>>,
-    ) -> Result<ItemPage, PortError> {
-        scan_received_since(&self.client, &self.table, epoch, start).await
-    }
-}
-
-impl BindingErrorLookup for DynamoBindingErrorStore {
-    async fn item(&self, request_id: &str) -> Result<Option<Map<String, Value>>, PortError> {
-        get_json(&self.client, &self.table, "requestId", s(request_id)).await
-    }
-
-    async fn by_did(
-        &self,
-        did: &str,
-        day: Option<&str>,
-    ) -> Result<Vec<Map<String, Value>>, PortError> {
-        const OPERATION: &str = "Query(bindingErrorsByDid)";
-        let condition = match day {
-            Some(_) => "did = :did AND begins_with(occurredAt, :day)",
-            None => "did = :did",
-        };
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(DID_INDEX)
-                .key_condition_expression(condition)
-                .expression_attribute_values(":did", s(did))
-                .scan_index_forward(true)
-                .set_exclusive_start_key(start.take());
-            if let Some(day) = day {
-                query = query.expression_attribute_values(":day", s(day));
-            }
-            let page = query
-                .send()
-                .await
-                .map_err(|e| PortError::new(OPERATION, e))?;
-            for item in page.items.unwrap_or_default() {
-                items.push(to_json(OPERATION, item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(items),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn numbers_dynamodb_refuses_are_kept_as_text() {
-        let mut v = json!({"big": 1e200, "tiny": 5e-324, "ok": 1e100, "int": 18446744073709551615u64,
-                           "neg": -1e127, "zero": 0.0, "small": 1.5e-100});
-        make_storable(&mut v, 1);
-        assert_eq!(v["big"], json!("1e+200"));
-        assert_eq!(v["tiny"], json!("5e-324"));
-        assert_eq!(v["neg"], json!("-1e+127"));
-        assert_eq!(v["ok"], json!(1e100));
-        assert_eq!(v["int"], json!(18446744073709551615u64));
-        assert_eq!(v["zero"], json!(0.0));
-        assert_eq!(v["small"], json!(1.5e-100));
-    }
-
-    #[test]
-    fn nesting_past_dynamodbs_limit_becomes_a_json_string() {
-        let mut deep = json!("leaf");
-        for _ in 0..40 {
-            deep = json!([deep]);
-        }
-        let original = deep.clone();
-        let mut item = Map::new();
-        item.insert("extraFields".to_owned(), json!({"deep": deep}));
-        item.values_mut().for_each(|v| make_storable(v, 1));
-        // Walk down: containers up to the limit, then one string holding the rest.
-        let mut depth = 1;
-        let mut at = &item["extraFields"];
-        while let Some(next) = at.get("deep").or_else(|| at.get(0)) {
-            at = next;
-            depth += 1;
-        }
-        assert!(depth < MAX_DEPTH, "{depth}");
-        let rest: Value = serde_json::from_str(at.as_str().unwrap()).unwrap();
-        let mut expected = &original;
-        for _ in 0..depth - 2 {
-            expected = &expected[0];
-        }
-        assert_eq!(&rest, expected);
-        assert!(
-            serde_dynamo::to_item::<_, std::collections::HashMap<String, AttributeValue>>(item)
-                .is_ok()
-        );
     }
 }

@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use crate::domain::events::events_for_item;
-use crate::handlers::publisher::Publisher;
-use crate::ports::{EventBus, ObjectStore, PortError, ReceivedSince};
+use pns_cdr::domain::events::events_for_item;
+use pns_cdr::domain::recording::LAKE_PREFIX;
+use pns_cdr::handlers::publisher::Publisher;
+use pns_cdr::ports::{EventBus, ObjectStore, PortError, ReceivedSince};
 
 /// The lake's named queries by name: `analytics/queries/<name>.sql`, the SQL the template's
 /// Athena named queries hold (a template test compares them).
@@ -42,9 +43,6 @@ pub const LAKE_TABLE: &str = include_str!("../../analytics/events-table.json");
 
 /// Runs a query on a local copy of the lake with DuckDB (Python, in the project's virtualenv).
 const DUCKDB_REPORT: &str = include_str!("../../analytics/duckdb_report.py");
-
-/// Where the lake's files are in the bucket.
-pub const LAKE_PREFIX: &str = "analytics/events/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -239,4 +237,25 @@ pub async fn publish_since<T: ReceivedSince, B: EventBus>(
         "events published again"
     );
     Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_query_is_a_report() {
+        let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../analytics/queries");
+        for (name, sql) in REPORTS {
+            let file = std::fs::read_to_string(queries.join(format!("{name}.sql"))).unwrap();
+            assert_eq!(file, *sql, "{name}");
+        }
+        let files = std::fs::read_dir(&queries).unwrap().count();
+        assert_eq!(
+            files,
+            REPORTS.len(),
+            "a query in {} is not a report",
+            queries.display()
+        );
+    }
 }

@@ -24,14 +24,9 @@ use aws_lambda_events::apigw::{
 };
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
-use pns_cdr::adapters::memory::{
-    MemoryBindingErrorStore, MemoryJobQueue, MemoryObjectStore, MemoryRecordStore,
-};
-use pns_cdr::domain::auth::Authenticator;
 use pns_cdr::domain::recording::RecordingJob;
-use pns_cdr::domain::url_policy::{UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::webhook::CALL_RESULT_ROUTE as ROUTE;
-use pns_cdr::handlers::webhook::{Webhook, WebhookSettings, MAX_BODY_BYTES};
+use pns_cdr::handlers::webhook::{MemoryWebhook, MAX_BODY_BYTES};
 use pns_cdr::ports::ObjectMeta;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -40,12 +35,9 @@ use proptest::strategy::{BoxedStrategy, Union};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};
 
-type MemoryWebhook =
-    Webhook<MemoryRecordStore, MemoryJobQueue, MemoryObjectStore, MemoryBindingErrorStore>;
-
 const TOKEN: &str = "hostile-test-token-0123456789";
-const EXAMPLE: &[u8] = include_bytes!("../../../events/bodies/call-result.json");
-const BINDING_ERROR: &[u8] = include_bytes!("../../../events/bodies/binding-error.json");
+const EXAMPLE: &[u8] = include_bytes!("../../events/bodies/call-result.json");
+const BINDING_ERROR: &[u8] = include_bytes!("../../events/bodies/binding-error.json");
 /// The fenced webhook accepts pushes from this block only.
 const ALLOWED_CIDR: &str = "203.0.113.0/24";
 const INSIDE: &str = "203.0.113.7";
@@ -986,15 +978,7 @@ fn outcome(status: u16, answer: &Value) -> &'static str {
 
 impl Worker {
     fn new() -> Self {
-        let webhook = |cidrs: &str| Webhook {
-            store: MemoryRecordStore::default(),
-            queue: MemoryJobQueue::default(),
-            objects: MemoryObjectStore::default(),
-            bindings: MemoryBindingErrorStore::default(),
-            auth: Authenticator::new(TOKEN, cidrs).expect("valid").into(),
-            policy: UrlPolicy::new(DEFAULT_RECORDING_HOSTS, UrlProfile::Production).expect("valid"),
-            settings: WebhookSettings::default(),
-        };
+        let webhook = |cidrs: &str| MemoryWebhook::in_memory(TOKEN, cidrs);
         Self {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .build()

@@ -1,6 +1,7 @@
-//! Operator verbs behind `pnsctl`: redrive the DLQ, re-archive a record, show records, replay a
-//! saved push body; re-publish events and run the lake's reports (`lake`). Each takes the ports it needs, so the same verbs run against AWS, the
-//! local stack's emulator, or in-memory ports.
+//! The operator verbs behind `pnsctl`: redrive the DLQ, re-archive a record, show records,
+//! replay a saved push body; re-publish events and run the lake's reports ([`lake`]). Each
+//! takes the ports it needs, so the same verbs run against AWS, the local stack's emulator,
+//! or in-memory ports.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,11 +10,11 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use crate::domain::recording::{recording_key, RecordingJob};
-use crate::ports::{
+use pns_cdr::domain::recording::{recording_key, RecordingJob};
+use pns_cdr::ports::{
     BindingErrorLookup, DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore,
 };
-use crate::telemetry::ErrorChain;
+use pns_cdr::telemetry::ErrorChain;
 
 pub mod lake;
 
@@ -65,7 +66,7 @@ pub enum OpsError {
     #[error(transparent)]
     Aws(#[from] PortError),
     #[error(transparent)]
-    Tls(#[from] crate::adapters::tls::TlsError),
+    Tls(#[from] pns_cdr::adapters::tls::TlsError),
 }
 
 pub type Result<T, E = OpsError> = std::result::Result<T, E>;
@@ -234,7 +235,7 @@ pub async fn replay(
         endpoint: shown.clone(),
         source: e.without_url(),
     };
-    let tls = crate::adapters::tls::client_config()?;
+    let tls = pns_cdr::adapters::tls::client_config()?;
     let response = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(REPLAY_TIMEOUT)
@@ -269,8 +270,8 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::MemoryJobQueue;
-    use crate::ports::DeadLetter;
+    use pns_cdr::adapters::memory::MemoryJobQueue;
+    use pns_cdr::ports::DeadLetter;
     use std::sync::Mutex;
 
     #[test]
