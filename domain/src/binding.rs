@@ -8,17 +8,14 @@
 //!          "occurrenceTime":"2023-03-29 11:36:53"}}
 //! ```
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::canonical::payload_sha256;
 use crate::item::{format_time, RecordItem};
-use crate::push::{check_object, field, from_object, read_object, InvalidPush};
+use crate::push::{check_object, field, from_object, read_object, InvalidPush, PushObject};
 
 /// The GSI of the binding-error table: the errors of one DID (`did`) by time (`occurredAt`).
 pub const DID_INDEX: &str = "bindingErrorsByDid";
@@ -42,9 +39,10 @@ pub struct BindingError {
     pub did: Option<String>,
     /// `data.occurrenceTime` exactly as sent (`YYYY-MM-DD hh:mm:ss`, no zone).
     pub occurrence_time: Option<String>,
-    /// Fields this version does not know, kept: top-level under their names, those inside
-    /// `data` as `data.<name>`, those inside `requestParams` as `data.requestParams.<name>`.
-    pub extra: BTreeMap<String, Value>,
+    /// Fields this version does not know, kept where the body has them: top-level ones under
+    /// their names, those inside `data` under `data`, those inside `requestParams` under
+    /// `data.requestParams`. Nested, so no pushed name can stand for another.
+    pub extra: Map<String, Value>,
 }
 
 /// The body as NXCLOUD nests it; `BindingError` is its flat, checked form.
@@ -60,7 +58,7 @@ struct Wire {
     #[serde(default)]
     data: Option<Data>,
     #[serde(flatten)]
-    extra: BTreeMap<String, Value>,
+    extra: Map<String, Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -73,7 +71,7 @@ struct Data {
     #[serde(default)]
     request_params: Option<Params>,
     #[serde(flatten)]
-    extra: BTreeMap<String, Value>,
+    extra: Map<String, Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -83,7 +81,7 @@ struct Params {
     #[serde(default, deserialize_with = "field::identifier")]
     did: Option<String>,
     #[serde(flatten)]
-    extra: BTreeMap<String, Value>,
+    extra: Map<String, Value>,
 }
 
 /// A parsed binding error and the digest that tells an exact retry from a conflicting one.
@@ -100,17 +98,18 @@ impl BindingError {
         Self::from_object(read_object(body)?)
     }
 
-    pub(crate) fn from_object(
-        object: Map<String, Value>,
-    ) -> Result<ParsedBindingError, InvalidPush> {
-        let payload_sha256 = payload_sha256(&object);
-        let data = object.get("data");
+    pub(crate) fn from_object(object: PushObject) -> Result<ParsedBindingError, InvalidPush> {
+        let PushObject {
+            fields,
+            payload_sha256,
+        } = object;
+        let data = fields.get("data");
         check_object("data", data)?;
         check_object(
             "data.requestParams",
             data.and_then(|d| d.get("requestParams")),
         )?;
-        let wire: Wire = from_object(object)?;
+        let wire: Wire = from_object(fields)?;
         let request_id = (wire.request_id)
             .filter(|id| !id.trim().is_empty())
             .ok_or(InvalidPush::Missing { field: "requestId" })?;
@@ -119,15 +118,16 @@ impl BindingError {
         let data = wire.data.unwrap_or_default();
         let params = data.request_params.unwrap_or_default();
         InvalidPush::check_indexed("data.requestParams.did", params.did.as_deref())?;
+        // `data` and `requestParams` are declared names, never unknown fields themselves, so
+        // the nested unknown fields have those names to themselves.
         let mut extra = wire.extra;
-        extra.extend(
-            data.extra
-                .into_iter()
-                .map(|(k, v)| (format!("data.{k}"), v)),
-        );
-        extra.extend(
-            (params.extra.into_iter()).map(|(k, v)| (format!("data.requestParams.{k}"), v)),
-        );
+        let mut data_extra = data.extra;
+        if !params.extra.is_empty() {
+            data_extra.insert("requestParams".into(), params.extra.into());
+        }
+        if !data_extra.is_empty() {
+            extra.insert("data".into(), data_extra.into());
+        }
         Ok(ParsedBindingError {
             error: Self {
                 request_id,
@@ -170,7 +170,7 @@ pub fn binding_error_item(
         None => (received_at, "receivedAt"),
     };
     let string = |v: Option<String>| v.map(Value::from);
-    let extra = (!e.extra.is_empty()).then(|| Value::Object(e.extra.into_iter().collect()));
+    let extra = (!e.extra.is_empty()).then_some(Value::Object(e.extra));
     let mut item = RecordItem::default();
     let attributes: [(&'static str, Option<Value>); 13] = [
         ("action", string(e.action)),
@@ -259,13 +259,23 @@ mod tests {
         assert_eq!(e.request_id, "1640920940635361281");
         assert_eq!(e.caller.as_deref(), Some("85255501234"));
         assert_eq!(e.occurred_at(offset!(+8)), None);
-        let keys: Vec<&str> = e.extra.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["data.new", "data.requestParams.x", "extra"]);
+        assert_eq!(
+            Value::Object(e.extra.clone()),
+            serde_json::json!({"extra": 1, "data": {"new": true, "requestParams": {"x": [1]}}})
+        );
         let item = binding_error_item(parsed, datetime!(2024-01-01 0:00 UTC), offset!(+8));
         assert!(!item.contains_key("did"), "an empty DID is no index key");
         assert_eq!(item["occurredAt"], "2024-01-01T00:00:00Z");
         assert_eq!(item["occurredAtSource"], "receivedAt");
-        assert_eq!(item["extraFields"]["data.requestParams.x"][0], 1);
+        assert_eq!(item["extraFields"]["data"]["requestParams"]["x"][0], 1);
+    }
+
+    #[test]
+    fn a_top_level_name_with_a_dot_stands_only_for_itself() {
+        let body = br#"{"requestId":"r","code":1,"data.x":"top","data":{"x":"nested"}}"#;
+        let e = BindingError::parse(body).unwrap().error;
+        assert_eq!(e.extra["data.x"], "top");
+        assert_eq!(e.extra["data"]["x"], "nested");
     }
 
     #[test]

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::canonical::payload_sha256;
-use crate::push::{field, from_object, read_object, InvalidPush};
+use crate::push::{field, from_object, read_object, InvalidPush, PushObject};
 
 /// One call detail record as NXCLOUD pushes it. Field names are NXCLOUD's on the wire.
 /// Integers may arrive as JSON strings, identifiers as JSON numbers; `null` means absent.
@@ -144,12 +143,15 @@ impl CallRecord {
         Self::from_object(read_object(body)?)
     }
 
-    pub(crate) fn from_object(object: Map<String, Value>) -> Result<ParsedCallRecord, InvalidPush> {
-        let payload_sha256 = payload_sha256(&object);
-        if object.get("id").is_none_or(Value::is_null) {
+    pub(crate) fn from_object(object: PushObject) -> Result<ParsedCallRecord, InvalidPush> {
+        let PushObject {
+            fields,
+            payload_sha256,
+        } = object;
+        if fields.get("id").is_none_or(Value::is_null) {
             return Err(InvalidPush::Missing { field: "id" });
         }
-        let record: Self = from_object(object)?;
+        let record: Self = from_object(fields)?;
         if record.id <= 0 {
             return Err(InvalidPush::NotPositive { field: "id" });
         }

@@ -9,6 +9,7 @@ use serde::de::{self, Deserialize, DeserializeOwned, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::binding::{BindingError, ParsedBindingError};
+use crate::canonical::payload_sha256;
 use crate::cdr::{CallRecord, ParsedCallRecord};
 
 /// Longest identifier accepted where it becomes a table or index key (DynamoDB caps an index
@@ -99,9 +100,9 @@ pub enum Push {
 /// the body was judged as.
 pub fn parse(body: &[u8], expected: PushKind) -> Result<Push, (PushKind, InvalidPush)> {
     let object = read_object(body).map_err(|e| (expected, e))?;
-    let kind = if object.contains_key("id") {
+    let kind = if object.fields.contains_key("id") {
         PushKind::CallRecord
-    } else if object.contains_key("requestId") {
+    } else if object.fields.contains_key("requestId") {
         PushKind::BindingError
     } else {
         expected
@@ -113,13 +114,24 @@ pub fn parse(body: &[u8], expected: PushKind) -> Result<Push, (PushKind, Invalid
     .map_err(|e| (kind, e))
 }
 
-/// Reads a body that must be a JSON object. Of a repeated key the last wins, as in any map.
-pub(crate) fn read_object(body: &[u8]) -> Result<Map<String, Value>, InvalidPush> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(InvalidPush::NotAnObject),
-        Err(e) => Err(InvalidPush::NotJson(e.to_string())),
-    }
+/// A push body read as a JSON object, and the digest of its canonical form.
+pub(crate) struct PushObject {
+    /// The fields: of a repeated key the last wins, as in any JSON map.
+    pub(crate) fields: Map<String, Value>,
+    pub(crate) payload_sha256: String,
+}
+
+/// Reads a body that must be a JSON object.
+pub(crate) fn read_object(body: &[u8]) -> Result<PushObject, InvalidPush> {
+    let not_json = |e: serde_json::Error| InvalidPush::NotJson(e.to_string());
+    let fields = match serde_json::from_slice(body).map_err(not_json)? {
+        Value::Object(fields) => fields,
+        _ => return Err(InvalidPush::NotAnObject),
+    };
+    Ok(PushObject {
+        fields,
+        payload_sha256: payload_sha256(body).map_err(not_json)?,
+    })
 }
 
 /// Deserialises `T` from a pushed object, naming the field that does not fit. The field

@@ -102,21 +102,12 @@ pub fn conflict_key(id: i64, payload_sha256: &str) -> String {
     format!("{CONFLICTS_PREFIX}{id}/{payload_sha256}.json")
 }
 
-/// Key of a conflicting binding-error body: `requestId` is pushed text, so anything but
-/// letters, digits, `-` and `_` in it is percent-encoded (no `/` makes a folder of it).
+/// Key of a conflicting binding-error body: `requestId` is pushed text of up to 1 024 bytes,
+/// so its folder is its SHA-256, and the key stays far under S3's 1 024-byte limit whatever
+/// the id holds (the id itself is in the body, and in the object's metadata).
 pub fn binding_conflict_key(request_id: &str, payload_sha256: &str) -> String {
-    let mut key = format!("{CONFLICTS_PREFIX}binding-errors/");
-    for b in request_id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            key.push(char::from(b));
-        } else {
-            key.push_str(&format!("%{b:02X}"));
-        }
-    }
-    key.push('/');
-    key.push_str(payload_sha256);
-    key.push_str(".json");
-    key
+    let folder = crate::sha256_hex(request_id.as_bytes());
+    format!("{CONFLICTS_PREFIX}binding-errors/{folder}/{payload_sha256}.json")
 }
 
 #[cfg(test)]
@@ -152,15 +143,20 @@ mod tests {
     }
 
     #[test]
-    fn binding_conflict_keys_are_one_folder_per_request_id() {
+    fn binding_conflict_keys_are_one_bounded_folder_per_request_id() {
+        let sha = "ab".repeat(32);
         assert_eq!(
-            binding_conflict_key("1640920940635361280", "ab"),
-            "conflicts/binding-errors/1640920940635361280/ab.json"
+            binding_conflict_key("1640920940635361280", &sha),
+            format!(
+                "conflicts/binding-errors/{}/{sha}.json",
+                crate::sha256_hex(b"1640920940635361280")
+            )
         );
-        assert_eq!(
-            binding_conflict_key("a/../b é", "ab"),
-            "conflicts/binding-errors/a%2F%2E%2E%2Fb%20%C3%A9/ab.json"
-        );
+        // The longest requestId accepted, of characters a key would have to escape.
+        let long = "/é".repeat(crate::push::MAX_INDEXED_LEN / 3);
+        let key = binding_conflict_key(&long, &sha);
+        assert!(key.len() < 200, "{key}");
+        assert_ne!(key, binding_conflict_key(&long[1..], &sha));
     }
 
     #[test]

@@ -237,6 +237,9 @@ impl JobQueue for MemoryJobQueue {
     }
 }
 
+/// S3's longest object key, in bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
 /// A bucket in a map (single-part objects; multipart calls are refused).
 #[derive(Default)]
 pub struct MemoryObjectStore {
@@ -258,6 +261,10 @@ impl ObjectStore for MemoryObjectStore {
 
     async fn put(&self, key: &str, body: Bytes, meta: &ObjectMeta) -> Result<(), PortError> {
         injected("PutObject", &self.fail_next)?;
+        // As S3 refuses it (KeyTooLongError), on every try.
+        if key.len() > MAX_KEY_BYTES {
+            return Err(PortError::new("PutObject", "KeyTooLongError"));
+        }
         self.objects
             .lock()
             .expect("not poisoned")

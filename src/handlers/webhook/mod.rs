@@ -607,7 +607,10 @@ mod tests {
         let objects = w.objects.objects.lock().unwrap();
         let key = objects.keys().next().unwrap();
         assert!(
-            key.starts_with("conflicts/binding-errors/1640920940635361280/"),
+            key.starts_with(&format!(
+                "conflicts/binding-errors/{}/",
+                sha256_hex(b"1640920940635361280")
+            )),
             "{key}"
         );
         assert_eq!(
@@ -615,6 +618,43 @@ mod tests {
             10013,
             "the first is kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_change_only_in_digits_beyond_64_bits_is_a_conflict() {
+        let w = webhook();
+        let body = |n: &str| format!(r#"{{"id":9,"duration":5,"vendorCounter":{n}}}"#);
+        assert_eq!(
+            w.handle(push(body("18446744073709551616").as_bytes()))
+                .await
+                .status(),
+            200
+        );
+        let again = w
+            .handle(push(body("18446744073709551616").as_bytes()))
+            .await;
+        assert_eq!(again.body()["conflict"], false, "an exact retry");
+        let changed = w
+            .handle(push(body("18446744073709551617").as_bytes()))
+            .await;
+        assert_eq!(changed.body()["conflict"], true, "{}", changed.body());
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_binding_error_with_the_longest_request_id_is_kept() {
+        let w = webhook();
+        let request_id = "/é".repeat(crate::domain::push::MAX_INDEXED_LEN / 3);
+        let body = |code: i64| {
+            serde_json::json!({"requestId": request_id, "code": code, "msg": "binding not exist"})
+                .to_string()
+        };
+        assert_eq!(w.handle(push(body(10013).as_bytes())).await.status(), 200);
+        let outcome = w.handle(push(body(10012).as_bytes())).await;
+        assert_eq!(outcome.status(), 200, "{}", outcome.body());
+        assert_eq!(outcome.body()["conflict"], true);
+        let objects = w.objects.objects.lock().unwrap();
+        let (_, meta) = objects.values().next().unwrap();
+        assert!(meta.metadata.iter().any(|(k, _)| *k == "request-id"));
     }
 
     #[tokio::test]
