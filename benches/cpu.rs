@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
-use pns_cdr::adapters::memory::MemoryEventBus;
+use pns_cdr::adapters::memory::{MemoryEventBus, MemoryEventFailures};
 use pns_cdr::domain::push::PushKind;
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
 use pns_cdr::handlers::webhook::{MemoryWebhook, PushRequest};
@@ -125,6 +125,7 @@ fn publisher_per_record(plan: &Plan, runtime: &tokio::runtime::Runtime) -> (Dura
     let event = stream_event(BATCH.into());
     let publisher = Publisher {
         bus: MemoryEventBus::default(),
+        failures: MemoryEventFailures::default(),
         settings: PublisherSettings::default(),
     };
     let floor = per_call(

@@ -302,6 +302,8 @@ impl FromEnv for ReconcilerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublisherConfig {
     pub event_bus: String,
+    /// `PNS_FAILURE_QUEUE_URL`: where an event too large for `PutEvents` is described.
+    pub failure_queue_url: String,
     pub settings: PublisherSettings,
 }
 
@@ -310,6 +312,7 @@ impl FromEnv for PublisherConfig {
         let env = Env(&lookup);
         Ok(Self {
             event_bus: env.required("PNS_EVENT_BUS_NAME")?,
+            failure_queue_url: env.required("PNS_FAILURE_QUEUE_URL")?,
             settings: PublisherSettings {
                 phones: env.parsed("PNS_PHONE_NUMBERS", PhoneNumbers::default())?,
                 ..PublisherSettings::default()
@@ -413,7 +416,11 @@ mod tests {
         // The reconciler has no bucket and the publisher no queue: neither is asked for.
         let queue_only = [("PNS_QUEUE_URL", "q")];
         ReconcilerConfig::from_lookup(lookup(&queue_only)).unwrap();
-        PublisherConfig::from_lookup(lookup(&[("PNS_EVENT_BUS_NAME", "bus")])).unwrap();
+        PublisherConfig::from_lookup(lookup(&[
+            ("PNS_EVENT_BUS_NAME", "bus"),
+            ("PNS_FAILURE_QUEUE_URL", "f"),
+        ]))
+        .unwrap();
         assert!(matches!(
             ArchiverConfig::from_lookup(lookup(&queue_only)),
             Err(ConfigError::Missing("PNS_BUCKET_NAME"))
@@ -473,6 +480,7 @@ mod tests {
         assert!(WebhookConfig::from_lookup(lookup(&pairs)).is_err());
         assert!(PublisherConfig::from_lookup(lookup(&[
             ("PNS_EVENT_BUS_NAME", "bus"),
+            ("PNS_FAILURE_QUEUE_URL", "f"),
             ("PNS_PHONE_NUMBERS", "sometimes")
         ]))
         .is_err());

@@ -364,7 +364,8 @@ pub struct EntryRefused {
 
 /// The event bus downstream systems subscribe to.
 pub trait EventBus: Send + Sync {
-    /// Puts up to [`EVENTS_PER_PUT`] events; one answer per event, in order.
+    /// Puts up to [`EVENTS_PER_PUT`] events of at most [`PUT_EVENTS_MAX_BYTES`] in all (as
+    /// `Event::entry_bytes` counts them); one answer per event, in order.
     fn put(
         &self,
         events: &[&Event],
@@ -373,3 +374,16 @@ pub trait EventBus: Send + Sync {
 
 /// EventBridge's limit of entries per `PutEvents`.
 pub const EVENTS_PER_PUT: usize = 10;
+
+/// EventBridge's limit of a `PutEvents` request's entries, in bytes.
+pub const PUT_EVENTS_MAX_BYTES: usize = 256 * 1024;
+
+/// Where an event that no `PutEvents` can carry is described for a person: the publisher's
+/// failure queue, which raises an alarm.
+pub trait EventFailures: Send + Sync {
+    fn describe(
+        &self,
+        event: &Event,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

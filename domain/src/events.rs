@@ -133,6 +133,15 @@ pub struct Event {
     pub detail: Map<String, Value>,
 }
 
+impl Event {
+    /// The bytes this event counts for in a `PutEvents` request, as EventBridge reckons an
+    /// entry: its source, detail type and detail in UTF-8, and 14 for its time.
+    pub fn entry_bytes(&self) -> usize {
+        let detail = serde_json::to_vec(&self.detail).expect("a JSON map serialises");
+        SOURCE.len() + self.detail_type.as_str().len() + detail.len() + 14
+    }
+}
+
 /// What happened to an item, as DynamoDB Streams names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {

@@ -9,9 +9,10 @@ use serde_json::{Map, Value};
 use tracing::{info, warn};
 
 use pns_cdr::domain::events::events_for_item;
+use pns_cdr::domain::events::Event;
 use pns_cdr::domain::recording::LAKE_PREFIX;
 use pns_cdr::handlers::publisher::Publisher;
-use pns_cdr::ports::{EventBus, ObjectStore, PortError, ReceivedSince};
+use pns_cdr::ports::{EventBus, EventFailures, ObjectStore, PortError, ReceivedSince};
 
 /// The lake's named queries by name: `analytics/queries/<name>.sql`, the SQL the template's
 /// Athena named queries hold (a template test compares them).
@@ -64,6 +65,8 @@ pub enum LakeError {
     },
     #[error("{published} events published, then the bus kept refusing one; run the command again")]
     Refused { published: usize },
+    #[error("no PutEvents request can carry these events, which were not published: {}", ids.join(", "))]
+    TooLarge { ids: Vec<String> },
     #[error(transparent)]
     Aws(#[from] PortError),
 }
@@ -196,12 +199,35 @@ pub fn run_duckdb(python: &str, sql: &str, lake: &Path) -> Result<Table, LakeErr
     serde_json::from_slice(&out.stdout).map_err(|e| LakeError::Query(e.to_string()))
 }
 
+/// Events no `PutEvents` request can carry, set apart while `pnsctl publish` runs and
+/// reported at its end.
+#[derive(Default)]
+pub struct SetApart(std::sync::Mutex<Vec<String>>);
+
+impl SetApart {
+    /// The ids set apart; `Err` names them.
+    pub fn check(&self) -> Result<(), LakeError> {
+        let ids = self.0.lock().expect("not poisoned").clone();
+        match ids.is_empty() {
+            true => Ok(()),
+            false => Err(LakeError::TooLarge { ids }),
+        }
+    }
+}
+
+impl EventFailures for SetApart {
+    async fn describe(&self, event: &Event, _reason: &str) -> Result<(), PortError> {
+        self.0.lock().expect("not poisoned").push(event.id.clone());
+        Ok(())
+    }
+}
+
 /// Re-publishes the events of every item of `table` received since `since` (Unix seconds),
 /// as the stream published them: the same event ids, so consumers that dedupe see nothing
 /// new, and the lake gains what it missed. `progress` gets the running count.
-pub async fn publish_since<T: ReceivedSince, B: EventBus>(
+pub async fn publish_since<T: ReceivedSince, B: EventBus, F: EventFailures>(
     table: &T,
-    publisher: &Publisher<B>,
+    publisher: &Publisher<B, F>,
     since: i64,
     progress: impl Fn(usize),
 ) -> Result<usize, LakeError> {

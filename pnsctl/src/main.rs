@@ -11,6 +11,7 @@ use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::{AwsConfig, OpsConfig};
+use pns_cdr::domain::events::PhoneNumbers;
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
 use pnsctl::{lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
@@ -224,12 +225,21 @@ async fn run(command: Command, aws: &AwsConfig) -> anyhow::Result<String> {
             )
         }
         Command::Publish { since } => {
-            let phones = config
+            // Events carry numbers as the stack sets them: guessing could publish numbers a
+            // stack set to `omitted` never shows.
+            let phones: PhoneNumbers = config
                 .phone_numbers
                 .as_deref()
-                .map_or(Ok(Default::default()), str::parse)?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                    "pnsctl publish needs the stack's phone-number mode: set PNS_PHONE_NUMBERS \
+                     to its PhoneNumbersInEvents parameter (masked, full or omitted)"
+                )
+                })?
+                .parse()?;
             let publisher = Publisher {
                 bus: EventBridgeBus::new(clients.events(), &config.event_bus),
+                failures: lake::SetApart::default(),
                 settings: PublisherSettings {
                     phones,
                     ..PublisherSettings::default()
@@ -250,6 +260,7 @@ async fn run(command: Command, aws: &AwsConfig) -> anyhow::Result<String> {
             })
             .await?;
             progress.finish_and_clear();
+            publisher.failures.check()?;
             format!(
                 "published {} events to {}",
                 calls + errors,

@@ -12,9 +12,9 @@ use crate::domain::events::Event;
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, BindingErrorStore, CopyChecksum, EntryRefused, EventBus, JobQueue,
-    ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError, PutOutcome, RecordLookup,
-    RecordStore, UploadedPart,
+    ArchivedRecording, BindingErrorStore, CopyChecksum, EntryRefused, EventBus, EventFailures,
+    JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError, PutOutcome, RecordLookup,
+    RecordStore, UploadedPart, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES,
 };
 
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
@@ -346,6 +346,20 @@ pub struct MemoryEventBus {
     pub fail_next: AtomicUsize,
 }
 
+/// Events described instead of published, with the reason.
+#[derive(Default)]
+pub struct MemoryEventFailures {
+    pub described: Mutex<Vec<(String, String)>>,
+}
+
+impl EventFailures for MemoryEventFailures {
+    async fn describe(&self, event: &Event, reason: &str) -> Result<(), PortError> {
+        let mut described = self.described.lock().expect("not poisoned");
+        described.push((event.id.clone(), reason.to_owned()));
+        Ok(())
+    }
+}
+
 impl MemoryEventBus {
     pub fn ids(&self) -> Vec<String> {
         let accepted = self.accepted.lock().expect("not poisoned");
@@ -356,6 +370,17 @@ impl MemoryEventBus {
 impl EventBus for MemoryEventBus {
     async fn put(&self, events: &[&Event]) -> Result<Vec<Result<(), EntryRefused>>, PortError> {
         injected("PutEvents", &self.fail_next)?;
+        // As EventBridge refuses the whole request, on every try.
+        let bytes: usize = events.iter().map(|e| e.entry_bytes()).sum();
+        if events.len() > EVENTS_PER_PUT || bytes > PUT_EVENTS_MAX_BYTES {
+            return Err(PortError::new(
+                "PutEvents",
+                format!(
+                    "ValidationException: {} entries of {bytes} bytes",
+                    events.len()
+                ),
+            ));
+        }
         self.puts.fetch_add(1, Ordering::SeqCst);
         let mut accepted = self.accepted.lock().expect("not poisoned");
         Ok(events

@@ -3,8 +3,9 @@
 use aws_sdk_sqs::Client;
 
 use crate::config::QueueRef;
+use crate::domain::events::Event;
 use crate::domain::recording::RecordingJob;
-use crate::ports::{DeadLetter, DeadLetters, JobQueue, PortError};
+use crate::ports::{DeadLetter, DeadLetters, EventFailures, JobQueue, PortError};
 
 /// The URL of a queue given by URL or by name (looked up).
 pub async fn queue_url(client: &Client, queue: &QueueRef) -> Result<String, PortError> {
@@ -115,6 +116,43 @@ impl DeadLetters for SqsDeadLetters {
             .send()
             .await
             .map_err(|e| PortError::new("DeleteMessage", e))?;
+        Ok(())
+    }
+}
+
+/// The publisher's failure queue, where the stream mappings also describe the batches they
+/// give up on: an event no `PutEvents` can carry is described there by the publisher.
+#[derive(Clone, Debug)]
+pub struct SqsEventFailures {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsEventFailures {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl EventFailures for SqsEventFailures {
+    async fn describe(&self, event: &Event, reason: &str) -> Result<(), PortError> {
+        // The event's identity, not the event: it is too large, and its item is in its table.
+        let body = serde_json::json!({
+            "reason": reason,
+            "eventId": event.id,
+            "detailType": event.detail_type.as_str(),
+            "time": event.time,
+        });
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| PortError::new("SendMessage", e))?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pns_cdr::adapters::sqs::SqsEventFailures;
 use pns_cdr::adapters::{aws::AwsClients, eventbridge::EventBridgeBus};
 use pns_cdr::config::{FromEnv, PublisherConfig};
 use pns_cdr::handlers::publisher::Publisher;
@@ -14,6 +15,7 @@ async fn main() -> Result<(), Error> {
     let sdk = AwsClients::sdk_config(&process.aws).await?;
     let publisher = Publisher {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &config.event_bus),
+        failures: SqsEventFailures::new(aws_sdk_sqs::Client::new(&sdk), &config.failure_queue_url),
         settings: config.settings,
     };
     let publisher = &publisher;

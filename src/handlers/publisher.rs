@@ -1,8 +1,10 @@
 //! The publisher: the tables' stream changes become events on the bus.
 //!
 //! Lambda's DynamoDB event source hands over a batch of stream records of one shard, in order.
-//! Each record's events (`domain::events`) are put in that order, ten at a time; entries the
-//! bus refuses are put again with backoff. If some still fail, or a record cannot be read,
+//! Each record's events (`domain::events`) are put in that order, in requests of at most ten
+//! entries and 256 KiB; entries the bus refuses are put again with backoff. An event larger
+//! than any request can carry is described in the failure queue instead, and the batch goes
+//! on. If some still fail, or a record cannot be read,
 //! the answer names that record as the batch's first failure: Lambda retries from it (the
 //! records before it are done), bisects on repeated failure, and after its retries sends the
 //! batch's description to the on-failure destination, which raises an alarm. Events of the
@@ -17,7 +19,7 @@ use tracing::{error, info, warn};
 
 use crate::domain::events::{events_for_change, Change, Event, PhoneNumbers, UnreadableChange};
 use crate::metrics::{self, Function, Metric};
-use crate::ports::{EventBus, EVENTS_PER_PUT};
+use crate::ports::{EventBus, EventFailures, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES};
 use crate::telemetry::ErrorChain;
 
 /// Tunables of the publisher.
@@ -117,12 +119,42 @@ impl PublishReport {
     }
 }
 
-pub struct Publisher<B> {
+pub struct Publisher<B, F> {
     pub bus: B,
+    /// Where an event too large for any `PutEvents` is described.
+    pub failures: F,
     pub settings: PublisherSettings,
 }
 
-impl<B: EventBus> Publisher<B> {
+/// An event to put, with the index of the stream record it comes from.
+type Queued = (usize, Event);
+
+/// The `PutEvents` requests that carry `events` in order: at most [`EVENTS_PER_PUT`] entries
+/// and [`PUT_EVENTS_MAX_BYTES`] each. An event larger than a request on its own is set apart
+/// (the second list), with its size.
+fn requests(events: &[Queued]) -> (Vec<Vec<&Queued>>, Vec<(&Queued, usize)>) {
+    let (mut requests, mut too_large) = (Vec::new(), Vec::new());
+    let (mut request, mut bytes): (Vec<&Queued>, usize) = (Vec::new(), 0);
+    for queued in events {
+        let size = queued.1.entry_bytes();
+        if size > PUT_EVENTS_MAX_BYTES {
+            too_large.push((queued, size));
+            continue;
+        }
+        if request.len() == EVENTS_PER_PUT || bytes + size > PUT_EVENTS_MAX_BYTES {
+            requests.push(std::mem::take(&mut request));
+            bytes = 0;
+        }
+        request.push(queued);
+        bytes += size;
+    }
+    if !request.is_empty() {
+        requests.push(request);
+    }
+    (requests, too_large)
+}
+
+impl<B: EventBus, F: EventFailures> Publisher<B, F> {
     /// The Lambda handler.
     pub async fn handle(&self, event: StreamEvent) -> DynamoDbEventResponse {
         let changes: Vec<StreamChange> =
@@ -162,11 +194,8 @@ impl<B: EventBus> Publisher<B> {
                 }
             }
         }
-        for chunk in queued.chunks(EVENTS_PER_PUT) {
-            if let Err(first_failed) = self.put(chunk, &mut report).await {
-                stop = Some(stop.map_or(first_failed, |s: usize| s.min(first_failed)));
-                break;
-            }
+        if let Err(first_failed) = self.put_in_requests(&queued, &mut report).await {
+            stop = Some(stop.map_or(first_failed, |s: usize| s.min(first_failed)));
         }
         report.failed_at = stop.map(|i| changes[i].sequence.clone());
         let failed = u8::from(report.failed_at.is_some());
@@ -198,22 +227,51 @@ impl<B: EventBus> Publisher<B> {
         report
     }
 
-    /// Puts `events` in order, ten at a time, again for the entries refused (`pnsctl
-    /// publish`); `Err`: how many were accepted before one stayed refused.
+    /// Puts `events` in order, again for the entries refused (`pnsctl publish`); `Err`: how
+    /// many were accepted before one stayed refused.
     pub async fn put_all(&self, events: Vec<Event>) -> Result<usize, usize> {
         let queued: Vec<(usize, Event)> = events.into_iter().enumerate().collect();
         let mut report = PublishReport::default();
-        for chunk in queued.chunks(EVENTS_PER_PUT) {
-            if self.put(chunk, &mut report).await.is_err() {
-                return Err(report.published);
-            }
+        match self.put_in_requests(&queued, &mut report).await {
+            Ok(()) => Ok(report.published),
+            Err(_) => Err(report.published),
         }
-        Ok(report.published)
     }
 
-    /// Puts one chunk, again for the entries refused; `Err`: the record index of the first
-    /// event still not accepted.
-    async fn put(&self, chunk: &[(usize, Event)], report: &mut PublishReport) -> Result<(), usize> {
+    /// Puts the queued events in as few requests as the limits allow, and describes those
+    /// too large for any; `Err`: the record index of the first event not done.
+    async fn put_in_requests(
+        &self,
+        queued: &[(usize, Event)],
+        report: &mut PublishReport,
+    ) -> Result<(), usize> {
+        let (requests, too_large) = requests(queued);
+        let mut first_failed = None;
+        for ((record, event), bytes) in too_large {
+            let reason = format!(
+                "the event is {bytes} bytes; a PutEvents request holds {PUT_EVENTS_MAX_BYTES}"
+            );
+            error!(event_id = %event.id, bytes, outcome = "too_large", "an event no request can carry");
+            if let Err(e) = self.failures.describe(event, &reason).await {
+                warn!(error = %ErrorChain(&e), "the event could not be described");
+                first_failed = Some(first_failed.map_or(*record, |f: usize| f.min(*record)));
+            }
+        }
+        for request in requests {
+            if let Err(record) = self.put(&request, report).await {
+                return Err(first_failed.map_or(record, |f| f.min(record)));
+            }
+        }
+        first_failed.map_or(Ok(()), Err)
+    }
+
+    /// Puts one request's events, again for the entries refused; `Err`: the record index of
+    /// the first event still not accepted.
+    async fn put(
+        &self,
+        chunk: &[&(usize, Event)],
+        report: &mut PublishReport,
+    ) -> Result<(), usize> {
         let mut todo: Vec<usize> = (0..chunk.len()).collect();
         let mut wait = self.settings.backoff;
         for attempt in 0..self.settings.attempts.max(1) {
@@ -252,12 +310,13 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
-    use crate::adapters::memory::MemoryEventBus;
+    use crate::adapters::memory::{MemoryEventBus, MemoryEventFailures};
     use serde_json::json;
 
-    fn publisher() -> Publisher<MemoryEventBus> {
+    fn publisher() -> Publisher<MemoryEventBus, MemoryEventFailures> {
         Publisher {
             bus: MemoryEventBus::default(),
+            failures: MemoryEventFailures::default(),
             settings: PublisherSettings {
                 backoff: Duration::ZERO,
                 ..PublisherSettings::default()
@@ -288,6 +347,48 @@ mod tests {
         let expected: Vec<String> = (1..=25).map(|id| format!("CallRecorded:{id}")).collect();
         assert_eq!(publisher.bus.ids(), expected);
         assert!(report.response().batch_item_failures.is_empty());
+    }
+
+    /// An insert whose event carries a `callStatusMsg` of `filler` bytes (the switch's text:
+    /// a push of up to 64 KiB can carry one of nearly that).
+    fn large(sequence: u32, id: i64, filler: usize) -> StreamChange {
+        let mut change = inserted(sequence, id);
+        if let Ok(changed) = &mut change.change {
+            let new = changed.new.as_mut().unwrap();
+            new.insert("callStatusMsg".into(), "x".repeat(filler).into());
+        }
+        change
+    }
+
+    #[tokio::test]
+    async fn requests_are_cut_by_size_as_well_as_by_count() {
+        let publisher = publisher();
+        // Ten events of 40 KiB: one request by count, 400 KiB by size.
+        let changes: Vec<_> = (0..10)
+            .map(|i| large(i, i64::from(i) + 1, 40 << 10))
+            .collect();
+        let report = publisher.publish(&changes).await;
+        assert_eq!((report.published, report.failed_at.as_deref()), (10, None));
+        assert_eq!(publisher.bus.puts.load(Ordering::SeqCst), 2);
+        let expected: Vec<String> = (1..=10).map(|id| format!("CallRecorded:{id}")).collect();
+        assert_eq!(publisher.bus.ids(), expected, "still in order");
+    }
+
+    #[tokio::test]
+    async fn an_event_no_request_can_carry_is_described_and_the_batch_goes_on() {
+        let publisher = publisher();
+        let changes = [
+            inserted(1, 1),
+            large(2, 2, PUT_EVENTS_MAX_BYTES),
+            inserted(3, 3),
+        ];
+        let report = publisher.publish(&changes).await;
+        assert_eq!((report.published, report.failed_at.as_deref()), (2, None));
+        assert_eq!(publisher.bus.ids(), ["CallRecorded:1", "CallRecorded:3"]);
+        let described = publisher.failures.described.lock().unwrap();
+        assert_eq!(described.len(), 1);
+        assert_eq!(described[0].0, "CallRecorded:2");
+        assert!(described[0].1.contains("bytes"), "{}", described[0].1);
     }
 
     #[tokio::test]

@@ -489,10 +489,26 @@ fn every_alarm_notifies_the_topic_and_says_what_to_do() {
     // The topic must be usable by CloudWatch: not the AWS managed key alias/aws/sns.
     let key = &resource(&t, "AlarmTopic")["KmsMasterKeyId"];
     assert!(!mentions(key, "alias/aws/sns"));
-    assert!(mentions(
-        &resource(&t, "AlarmTopicKey")["KeyPolicy"],
-        "cloudwatch.amazonaws.com"
+    // CloudWatch may use the key for this stack's alarms only, in this account.
+    let policy = &resource(&t, "AlarmTopicKey")["KeyPolicy"]["Statement"];
+    let cloudwatch = (policy.as_sequence().unwrap().iter())
+        .find(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com")
+        .expect("a statement for CloudWatch");
+    let condition = &cloudwatch["Condition"];
+    assert!(is_ref(
+        &condition["StringEquals"]["aws:SourceAccount"],
+        "AWS::AccountId"
     ));
+    assert!(
+        mentions(&condition["ArnLike"]["aws:SourceArn"], ":alarm:${AWS::StackName}-*"),
+        "{condition:?}"
+    );
+    for (name, alarm) in &alarms {
+        assert!(
+            mentions(&alarm["Properties"]["AlarmName"], "${AWS::StackName}-"),
+            "{name}: the key policy admits alarms named <stack>-*"
+        );
+    }
 }
 
 /// The metrics an alarm watches, as (namespace, metric name, value of its first dimension),

@@ -260,7 +260,11 @@ impl Bench {
             // The local profile admits http://127.0.0.1:<port>, the fake recording host,
             // whatever PNS_RECORDING_HOSTS lists.
             Function::Archiver => env.push(("PNS_URL_PROFILE", "local".into())),
-            Function::Publisher => env.push(("PNS_EVENT_BUS_NAME", self.names.event_bus.clone())),
+            Function::Publisher => {
+                env.push(("PNS_EVENT_BUS_NAME", self.names.event_bus.clone()));
+                // Only read when an event is too large for PutEvents.
+                env.push(("PNS_FAILURE_QUEUE_URL", self.queue_url.clone()));
+            }
         }
         env
     }

@@ -14,6 +14,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::eventbridge::EventBridgeBus;
+use pns_cdr::adapters::sqs::SqsEventFailures;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::events::{events_for_change, Change, PhoneNumbers, SOURCE};
 use pns_cdr::domain::item::{record_item, RecordingPlan};
@@ -155,6 +156,10 @@ pub async fn measure(endpoint: &str, count: usize) -> anyhow::Result<EventRates>
     let publisher_clients = AwsClients::for_caller(endpoint, "publisher").await?;
     let publisher = std::sync::Arc::new(Publisher {
         bus: EventBridgeBus::new(publisher_clients.events(), &names.event_bus),
+        failures: SqsEventFailures::new(
+            publisher_clients.sqs.clone(),
+            &downstream.publisher_failures_url,
+        ),
         settings: PublisherSettings::default(),
     });
     let mapping = template.properties("PublisherCallsStream")?;

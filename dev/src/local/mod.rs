@@ -28,7 +28,7 @@ use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::secrets::{SecretError, SecretTokens, SecretsManagerSecret};
-use pns_cdr::adapters::sqs::SqsJobQueue;
+use pns_cdr::adapters::sqs::{SqsEventFailures, SqsJobQueue};
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
@@ -53,7 +53,7 @@ pub type LocalArchiver =
 pub type LocalReconciler = Reconciler<DynamoRecordStore, SqsJobQueue>;
 
 /// The publisher as the local stack and the Lambda wire it.
-pub type LocalPublisher = Publisher<EventBridgeBus>;
+pub type LocalPublisher = Publisher<EventBridgeBus, SqsEventFailures>;
 
 /// How often `make run` runs the reconciler (the template schedules it every 15 minutes).
 pub const LOCAL_RECONCILE_EVERY: Duration = Duration::from_secs(60);
@@ -266,6 +266,10 @@ impl LocalStack {
         let publisher_clients = caller("publisher").await?;
         let publisher = Arc::new(Publisher {
             bus: EventBridgeBus::new(publisher_clients.events(), &options.names.event_bus),
+            failures: SqsEventFailures::new(
+                publisher_clients.sqs.clone(),
+                &downstream.publisher_failures_url,
+            ),
             settings: options.publisher.clone(),
         });
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use pns_cdr::handlers::publisher::Publisher;
-use pns_cdr::ports::EventBus;
+use pns_cdr::ports::{EventBus, EventFailures};
 use serde_json::{json, Value};
 use tracing::warn;
 
@@ -70,10 +70,10 @@ pub fn lambda_event(stream_arn: &str, records: &[Record]) -> StreamEvent {
 }
 
 /// Reads the stream from its start until the task is aborted.
-pub async fn drain<B: EventBus>(
+pub async fn drain<B: EventBus, F: EventFailures>(
     streams: aws_sdk_dynamodbstreams::Client,
     sqs: aws_sdk_sqs::Client,
-    publisher: std::sync::Arc<Publisher<B>>,
+    publisher: std::sync::Arc<Publisher<B, F>>,
     mapping: Mapping,
 ) {
     loop {
@@ -84,10 +84,10 @@ pub async fn drain<B: EventBus>(
     }
 }
 
-async fn drain_shards<B: EventBus>(
+async fn drain_shards<B: EventBus, F: EventFailures>(
     streams: &aws_sdk_dynamodbstreams::Client,
     sqs: &aws_sdk_sqs::Client,
-    publisher: &Publisher<B>,
+    publisher: &Publisher<B, F>,
     mapping: &Mapping,
 ) -> Result<(), String> {
     let shards = streams
@@ -136,9 +136,9 @@ async fn drain_shards<B: EventBus>(
 }
 
 /// Hands one batch to the publisher as Lambda would, retrying from the failed record.
-async fn publish_batch<B: EventBus>(
+async fn publish_batch<B: EventBus, F: EventFailures>(
     sqs: &aws_sdk_sqs::Client,
-    publisher: &Publisher<B>,
+    publisher: &Publisher<B, F>,
     mapping: &Mapping,
     shard: &str,
     records: &[Record],

@@ -173,6 +173,15 @@ pub fn push_body(id: i64, record_file: &str) -> String {
 
 /// Runs the real `pnsctl` binary against the stack's emulator, with the stack's names.
 pub async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
+    pnsctl_with(stack, args, &[]).await
+}
+
+/// As [`pnsctl`], with more environment variables.
+pub async fn pnsctl_with(
+    stack: &LocalStack,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let python = pns_cdr_dev::repo_root().join(".venv/bin/python");
     tokio::process::Command::new(pnsctl_binary())
         .args(args)
@@ -192,6 +201,7 @@ pub async fn pnsctl(stack: &LocalStack, args: &[&str]) -> std::process::Output {
         .env_remove("PNS_DLQ_URL")
         .env_remove("PNS_PHONE_NUMBERS")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap()

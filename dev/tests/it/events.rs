@@ -421,7 +421,16 @@ async fn pnsctl_publish_sends_the_same_events_again_from_the_tables() {
     let since = since
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let out = pnsctl(&stack, &["publish", "--since", &since]).await;
+    // Without the stack's phone-number mode it publishes nothing rather than guess.
+    let refused = pnsctl(&stack, &["publish", "--since", &since]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("PNS_PHONE_NUMBERS"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let args = ["publish", "--since", &since];
+    let out = pnsctl_with(&stack, &args, &[("PNS_PHONE_NUMBERS", "masked")]).await;
     assert!(
         out.status.success(),
         "{}",
