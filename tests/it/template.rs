@@ -500,7 +500,10 @@ fn every_alarm_notifies_the_topic_and_says_what_to_do() {
         "AWS::AccountId"
     ));
     assert!(
-        mentions(&condition["ArnLike"]["aws:SourceArn"], ":alarm:${AWS::StackName}-*"),
+        mentions(
+            &condition["ArnLike"]["aws:SourceArn"],
+            ":alarm:${AWS::StackName}-*"
+        ),
         "{condition:?}"
     );
     for (name, alarm) in &alarms {
