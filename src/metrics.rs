@@ -53,8 +53,11 @@ pub enum Metric {
     PushReceived,
     /// 200 for a new record.
     PushStored,
-    /// 200 for an id already stored, conflicts included.
+    /// 200 for an id (or requestId) already stored with the same payload: an exact retry.
     PushDuplicate,
+    /// 200 for an id (or requestId) already stored with another payload: the first is kept,
+    /// the new body saved under `conflicts/`.
+    PushConflict,
     /// 405: not a push at all (API Gateway routes every method to the function).
     PushRejected,
     /// 400, 413 or 422: the body is kept in the bucket, the push is not stored.
@@ -90,6 +93,7 @@ impl Metric {
             Self::PushReceived => "PushReceived",
             Self::PushStored => "PushStored",
             Self::PushDuplicate => "PushDuplicate",
+            Self::PushConflict => "PushConflict",
             Self::PushRejected => "PushRejected",
             Self::PushQuarantined => "PushQuarantined",
             Self::PushUnauthorized => "PushUnauthorized",
@@ -126,6 +130,7 @@ pub const CATALOGUE: &[(Function, &[Metric])] = &[
             Metric::PushReceived,
             Metric::PushStored,
             Metric::PushDuplicate,
+            Metric::PushConflict,
             Metric::PushRejected,
             Metric::PushQuarantined,
             Metric::PushUnauthorized,

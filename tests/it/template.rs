@@ -472,7 +472,13 @@ fn every_alarm_notifies_the_topic_and_says_what_to_do() {
                 "{name}: {list}"
             );
         }
-        assert_eq!(p["TreatMissingData"], "notBreaching", "{name}");
+        // Only the silence alarm counts missing data: silence is what it is for.
+        let missing = if name == "NoPushAlarm" {
+            "breaching"
+        } else {
+            "notBreaching"
+        };
+        assert_eq!(p["TreatMissingData"], missing, "{name}");
         assert!(
             p["AlarmDescription"].as_str().unwrap().len() >= 80,
             "{name}: say what it means and what to do"
@@ -618,6 +624,30 @@ fn every_loss_class_has_an_alarm_with_an_action() {
             "FailedConversion.Records",
             "LakeDeliveryStream",
         ),
+        (
+            "lake deliveries to S3 that keep failing",
+            "AWS/Firehose",
+            "DeliveryToS3.DataFreshness",
+            "LakeDeliveryStream",
+        ),
+        (
+            "pushes to a path the API does not have (a wrong URL)",
+            "PnsCdr",
+            "RouteNotFound",
+            "",
+        ),
+        (
+            "a stack no push reaches",
+            "PnsCdr",
+            "PushReceived",
+            "webhook",
+        ),
+        (
+            "conflicting pushes, binding errors included",
+            "PnsCdr",
+            "PushConflict",
+            "webhook",
+        ),
     ];
     for (class, namespace, metric, dimension) in loss_classes {
         let found = alarms.iter().find(|(_, alarm)| {
@@ -638,6 +668,29 @@ fn every_loss_class_has_an_alarm_with_an_action() {
     // The intake and archiver failures are one alarm: one metric, wherever it is decided.
     let failed = &t["Resources"]["RecordingFailedAlarm"];
     assert_eq!(watched(failed).len(), 2);
+    // A wrong URL pages at the first request, from the access log.
+    let route = &t["Resources"]["RouteNotFoundAlarm"]["Properties"];
+    assert_eq!(
+        (
+            route["Threshold"].as_u64(),
+            route["EvaluationPeriods"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let filter = &t["Resources"]["RouteNotFoundMetric"]["Properties"];
+    assert!(is_ref(&filter["LogGroupName"], "ApiAccessLogGroup"));
+    assert!(filter["FilterPattern"]
+        .as_str()
+        .unwrap()
+        .contains(r#"$.status = "404""#));
+    // Silence pages after NoPushAlarmHours, and 0 turns it off.
+    let silence = &t["Resources"]["NoPushAlarm"];
+    assert_eq!(silence["Condition"], "HasNoPushAlarm");
+    assert!(is_ref(
+        &silence["Properties"]["EvaluationPeriods"],
+        "NoPushAlarmHours"
+    ));
+    assert_eq!(silence["Properties"]["Period"].as_u64(), Some(3600));
     // Unbound calls: optional, on a threshold parameter.
     let unbound = &t["Resources"]["UnboundCallsAlarm"];
     assert_eq!(unbound["Condition"], "HasUnboundCallAlarm");

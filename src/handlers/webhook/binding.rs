@@ -1,7 +1,6 @@
 //! The binding-error push: stored once per `requestId`, as the call record is once per `id`.
 
 use time::OffsetDateTime;
-use tracing::{info, warn};
 
 use super::{unavailable, PushOutcome, Quarantine, Webhook};
 use crate::domain::binding::{binding_error_item, ParsedBindingError};
@@ -25,16 +24,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         }
         match self.bindings.put_new(item).await {
             Err(e) => unavailable(&e),
-            Ok(PutOutcome::Created) => {
-                // The caller and the DID are phone numbers: the log has the ids and the code.
-                info!(
-                    request_id,
-                    code,
-                    outcome = "created",
-                    "binding error stored"
-                );
-                PushOutcome::BindingErrorStored { request_id }
-            }
+            Ok(PutOutcome::Created) => PushOutcome::BindingErrorStored { request_id, code },
             Ok(PutOutcome::Refused(reason)) => {
                 let why = InvalidPush::Unstorable {
                     push: "binding error",
@@ -54,19 +44,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                     {
                         return unavailable(&e);
                     }
-                    warn!(
-                        request_id,
-                        outcome = "conflict",
-                        key,
-                        "same requestId, different payload: first kept, body saved"
-                    );
                 }
-                info!(
-                    request_id,
-                    outcome = "duplicate",
-                    conflict,
-                    "binding error already stored"
-                );
                 PushOutcome::BindingErrorDuplicate {
                     request_id,
                     conflict,

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use time::{OffsetDateTime, UtcOffset};
-use tracing::{info, warn};
 
 mod binding;
 mod outcome;
@@ -63,10 +62,11 @@ pub struct PushRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// Storage failed: logged with its cause; NXCLOUD will retry.
+/// Storage failed, for the reason its cause gives; NXCLOUD will retry.
 fn unavailable(e: &PortError) -> PushOutcome {
-    warn!(error = %ErrorChain(e), outcome = "unavailable", "storage failed; NXCLOUD will retry");
-    PushOutcome::Unavailable
+    PushOutcome::Unavailable {
+        error: ErrorChain(e).to_string(),
+    }
 }
 
 /// Tunables of the webhook.
@@ -118,6 +118,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         ];
         values.extend(also.map(|also| (also, 1.0)));
         metrics::emit(Function::Webhook, &values);
+        outcome.log();
         outcome
     }
 
@@ -127,7 +128,6 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         }
         let token = presented_token(request.query_token, request.authorization);
         if let Err(e) = self.auth.check(token, request.source_ip) {
-            warn!(outcome = "unauthorized", reason = %e, "push refused");
             return PushOutcome::Unauthorized(e);
         }
         let body = request.body;
@@ -180,7 +180,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             }),
             _ => None,
         };
-        let call_id = record.call_id.clone().unwrap_or_default();
+        let call_id = record.call_id.clone();
         let payload_sha256 = push.payload_sha256.clone();
         let mut item = record_item(push, received_at, &plan);
         if let Some(retention) = self.settings.retention {
@@ -196,15 +196,11 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                         return unavailable(&e);
                     }
                 }
-                let recording = plan.status();
-                info!(
+                PushOutcome::Stored {
                     id,
                     call_id,
-                    outcome = "created",
-                    recording = recording.as_str(),
-                    "push stored"
-                );
-                PushOutcome::Stored { id, recording }
+                    recording: plan.status(),
+                }
             }
             Ok(PutOutcome::Refused(reason)) => {
                 // Valid to the contract, unstorable as an item: a retry would be refused too,
@@ -219,7 +215,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             Ok(PutOutcome::Duplicate(stored)) => {
                 let pushed = Pushed {
                     id,
-                    call_id: &call_id,
+                    call_id,
                     payload_sha256: &payload_sha256,
                 };
                 self.duplicate(body, pushed, *stored, received_at).await
@@ -249,13 +245,6 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             {
                 return unavailable(&e);
             }
-            warn!(
-                id,
-                call_id,
-                outcome = "conflict",
-                key,
-                "same id, different payload: first record kept, body saved"
-            );
         }
         // A record still PENDING may have lost its job (enqueue failed, or it was dropped):
         // enqueue again from what was stored. The archiver is idempotent.
@@ -268,14 +257,11 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
                 }
             }
         }
-        info!(
+        PushOutcome::Duplicate {
             id,
             call_id,
-            outcome = "duplicate",
             conflict,
-            "push already stored"
-        );
-        PushOutcome::Duplicate { id, conflict }
+        }
     }
 
     /// Keeps a body that reused a stored key with other content, beside the stored item.
@@ -333,7 +319,6 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         {
             return unavailable(&e);
         }
-        warn!(outcome = "rejected", key, field = why.field(), reason = %why, "invalid push quarantined");
         PushOutcome::Quarantined { kind, why, key }
     }
 
@@ -404,7 +389,7 @@ impl MemoryWebhook {
 /// What the duplicate path needs of a call record already moved into its item.
 struct Pushed<'a> {
     id: i64,
-    call_id: &'a str,
+    call_id: Option<String>,
     payload_sha256: &'a str,
 }
 
@@ -569,7 +554,8 @@ mod tests {
         assert_eq!(
             outcomes[0],
             PushOutcome::BindingErrorStored {
-                request_id: request_id.clone()
+                request_id: request_id.clone(),
+                code: 10013
             }
         );
         assert_eq!(
@@ -618,6 +604,70 @@ mod tests {
             10013,
             "the first is kept"
         );
+    }
+
+    /// Log lines written while it runs, as the JSON subscriber of Lambda writes them.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn each_push_logs_one_outcome_named_as_its_metric() {
+        let lines = Lines::default();
+        let writer = {
+            let lines = lines.clone();
+            move || lines.clone()
+        };
+        let subscriber =
+            crate::telemetry::json_subscriber(crate::telemetry::filter(Some("info")), writer);
+        let _logging = tracing::subscriber::set_default(subscriber);
+        // Other tests' threads, without a subscriber, may have cached the callsites as off.
+        tracing::callsite::rebuild_interest_cache();
+        let w = webhook();
+        let mut expected = Vec::new();
+        for (request, metric) in [
+            (push(&body(1, 5)), Metric::PushStored),
+            (push(&body(1, 5)), Metric::PushDuplicate),
+            (push(&body(1, 6)), Metric::PushConflict),
+            (push(BINDING_ERROR), Metric::PushStored),
+            (push(b"{not json"), Metric::PushQuarantined),
+            (
+                PushRequest {
+                    query_token: Some("wrong-token-0000000000"),
+                    ..push(&body(2, 5))
+                },
+                Metric::PushUnauthorized,
+            ),
+            (
+                PushRequest {
+                    method: "GET",
+                    ..push(b"")
+                },
+                Metric::PushRejected,
+            ),
+        ] {
+            w.handle(request).await;
+            expected.push(metric.name());
+        }
+        w.store.fail_next.store(1, Ordering::SeqCst);
+        w.handle(push(&body(3, 5))).await;
+        expected.push(Metric::PushFailed.name());
+
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let outcomes: Vec<String> = (text.lines())
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter_map(|l| l["outcome"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(outcomes, expected, "{text}");
     }
 
     #[tokio::test]
@@ -687,6 +737,7 @@ mod tests {
             outcome,
             PushOutcome::Stored {
                 id: 7,
+                call_id: None,
                 recording: RecordingStatus::Failed
             }
         );

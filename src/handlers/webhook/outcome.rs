@@ -3,6 +3,7 @@
 
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
+use tracing::{info, warn};
 
 use crate::domain::auth::AuthError;
 use crate::domain::push::InvalidPush;
@@ -27,16 +28,20 @@ pub enum PushOutcome {
     /// FAILED: its URL was refused).
     Stored {
         id: i64,
+        call_id: Option<String>,
         recording: RecordingStatus,
     },
-    /// The id was stored before; `conflict` when this body differs from the stored one.
+    /// The id was stored before; `conflict` when this body differs from the stored one (the
+    /// body is then kept under `conflicts/`).
     Duplicate {
         id: i64,
+        call_id: Option<String>,
         conflict: bool,
     },
     /// A new binding error (an unbound call), stored.
     BindingErrorStored {
         request_id: String,
+        code: i64,
     },
     /// The requestId was stored before; `conflict` as for a call record.
     BindingErrorDuplicate {
@@ -51,8 +56,10 @@ pub enum PushOutcome {
         why: InvalidPush,
         key: String,
     },
-    /// Storage failed: NXCLOUD retries.
-    Unavailable,
+    /// Storage failed: NXCLOUD retries. `error` is the failure's chain of causes.
+    Unavailable {
+        error: String,
+    },
 }
 
 impl PushOutcome {
@@ -70,7 +77,7 @@ impl PushOutcome {
                 Quarantine::TooLarge => 413,
                 Quarantine::Unstorable => 422,
             },
-            Self::Unavailable => 503,
+            Self::Unavailable { .. } => 503,
         }
     }
 
@@ -89,7 +96,7 @@ impl PushOutcome {
                 Quarantine::TooLarge => "payload_too_large",
                 Quarantine::Unstorable => "unstorable_record",
             },
-            Self::Unavailable => "unavailable",
+            Self::Unavailable { .. } => "unavailable",
         })
     }
 
@@ -103,13 +110,16 @@ impl PushOutcome {
                 (*recording == RecordingStatus::Failed).then_some(Metric::RecordingFailed),
             ),
             Self::BindingErrorStored { .. } => (Metric::PushStored, Some(Metric::UnboundCall)),
-            Self::Duplicate { .. } | Self::BindingErrorDuplicate { .. } => {
-                (Metric::PushDuplicate, None)
+            Self::Duplicate { conflict, .. } | Self::BindingErrorDuplicate { conflict, .. } => {
+                match conflict {
+                    true => (Metric::PushConflict, None),
+                    false => (Metric::PushDuplicate, None),
+                }
             }
             Self::MethodNotAllowed => (Metric::PushRejected, None),
             Self::Quarantined { .. } => (Metric::PushQuarantined, None),
             Self::Unauthorized(_) => (Metric::PushUnauthorized, None),
-            Self::Unavailable => (Metric::PushFailed, None),
+            Self::Unavailable { .. } => (Metric::PushFailed, None),
         }
     }
 
@@ -117,10 +127,10 @@ impl PushOutcome {
     pub fn body(&self) -> Value {
         match self {
             Self::Stored { id, .. } => json!({"ok": true, "id": id, "duplicate": false}),
-            Self::Duplicate { id, conflict } => {
+            Self::Duplicate { id, conflict, .. } => {
                 json!({"ok": true, "id": id, "duplicate": true, "conflict": conflict})
             }
-            Self::BindingErrorStored { request_id } => {
+            Self::BindingErrorStored { request_id, .. } => {
                 json!({"ok": true, "requestId": request_id, "duplicate": false})
             }
             Self::BindingErrorDuplicate {
@@ -138,12 +148,73 @@ impl PushOutcome {
             }),
             Self::MethodNotAllowed => self.error("only POST is accepted"),
             Self::Unauthorized(e) => self.error(&e.to_string()),
-            Self::Unavailable => self.error("storage is unavailable, retry later"),
+            Self::Unavailable { .. } => self.error("storage is unavailable, retry later"),
         }
     }
 
     fn error(&self, message: &str) -> Value {
         json!({"ok": false, "error": self.error_code(), "message": message})
+    }
+
+    /// The push's one log line, its `outcome` named as its metric: a count of the lines by
+    /// outcome adds up to the pushes received.
+    pub fn log(&self) {
+        let outcome = self.metrics().0.name();
+        let status = self.status();
+        match self {
+            Self::Stored {
+                id,
+                call_id,
+                recording,
+            } => info!(
+                outcome,
+                status,
+                id,
+                call_id,
+                recording = recording.as_str(),
+                "push stored"
+            ),
+            Self::Duplicate {
+                id,
+                call_id,
+                conflict: false,
+            } => info!(outcome, status, id, call_id, "push already stored"),
+            Self::Duplicate {
+                id,
+                call_id,
+                conflict: true,
+            } => warn!(
+                outcome,
+                status, id, call_id, "same id, different payload: first record kept, body saved"
+            ),
+            Self::BindingErrorStored { request_id, code } => {
+                info!(outcome, status, request_id, code, "binding error stored")
+            }
+            Self::BindingErrorDuplicate {
+                request_id,
+                conflict: false,
+            } => info!(outcome, status, request_id, "binding error already stored"),
+            Self::BindingErrorDuplicate {
+                request_id,
+                conflict: true,
+            } => warn!(
+                outcome,
+                status, request_id, "same requestId, different payload: first kept, body saved"
+            ),
+            Self::MethodNotAllowed => info!(outcome, status, "not a POST"),
+            Self::Unauthorized(e) => warn!(outcome, status, reason = %e, "push refused"),
+            Self::Quarantined { why, key, .. } => warn!(
+                outcome,
+                status,
+                key,
+                field = why.field(),
+                reason = %why,
+                "invalid push quarantined"
+            ),
+            Self::Unavailable { error } => {
+                warn!(outcome, status, error, "storage failed; NXCLOUD will retry")
+            }
+        }
     }
 
     /// The JSON HTTP response.
