@@ -17,16 +17,13 @@ use crate::ports::{
     RecordStore, UploadedPart, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES,
 };
 
+/// Fails while `failures` is above 0, counting it down; exact under concurrent calls.
 fn injected(operation: &'static str, failures: &AtomicUsize) -> Result<(), PortError> {
-    let left = failures.load(Ordering::SeqCst);
-    if left > 0
-        && failures
-            .compare_exchange(left, left - 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    {
-        return Err(PortError::new(operation, "injected failure"));
+    let counted = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    match counted {
+        Ok(_) => Err(PortError::new(operation, "injected failure")),
+        Err(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// A record table in a map; counts writes.

@@ -81,6 +81,8 @@ pub async fn measure(
         drain: false,
         // The webhook's rate against the emulator's: stream reads would share its one core.
         events: false,
+        // The emulator's rate, not the stage throttle's, is what this compares against.
+        throttle: false,
         ..LocalOptions::default()
     };
 

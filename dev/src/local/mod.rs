@@ -13,6 +13,7 @@ pub mod resources;
 pub mod runtime_api;
 pub mod server;
 pub mod streams;
+pub mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,9 @@ pub struct LocalOptions {
     pub pollers: usize,
     /// Read the tables' streams into events, and the bus into the lake, in the background.
     pub events: bool,
+    /// Answer 429 past the template's stage throttle (`ApiThrottleRate`, `ApiThrottleBurst`),
+    /// as API Gateway does. Off for loads that measure or prove something else.
+    pub throttle: bool,
     pub publisher: PublisherSettings,
 }
 
@@ -121,6 +125,7 @@ impl Default for LocalOptions {
             http_timeouts: HttpTimeouts::default(),
             pollers: 1,
             events: true,
+            throttle: true,
             publisher: PublisherSettings::default(),
         }
     }
@@ -289,7 +294,14 @@ impl LocalStack {
                 source,
             })?;
 
-        let mut tasks = vec![tokio::spawn(server::serve(listener, webhook))];
+        // API Gateway's stage throttle, at the template's default rate and burst.
+        let throttle = match options.throttle {
+            true => Some(Arc::new(throttle::TokenBucket::from_template(
+                &template, 1.0,
+            )?)),
+            false => None,
+        };
+        let mut tasks = vec![tokio::spawn(server::serve(listener, webhook, throttle))];
         if options.drain {
             tasks.extend(poller::spawn_drains(
                 options.pollers,

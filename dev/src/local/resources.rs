@@ -42,6 +42,15 @@ impl Template {
             .map_err(|e| invalid(e.to_string()))
     }
 
+    /// The `Default` of numeric parameter `name`.
+    pub fn parameter_default(&self, name: &str) -> Result<f64, EmulatorError> {
+        let default = &self.0["Parameters"][name]["Default"];
+        default
+            .as_f64()
+            .or_else(|| default.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| invalid(format!("parameter {name} has no numeric Default")))
+    }
+
     /// The `Properties` of resource `logical`.
     pub fn properties(&self, logical: &str) -> Result<&Value, EmulatorError> {
         self.0["Resources"]

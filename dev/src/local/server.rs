@@ -1,6 +1,8 @@
-//! The webhook over plain HTTP on 127.0.0.1: each request to one of its routes becomes the `lambda_http::Request`
-//! API Gateway would deliver (path, query, headers, body, source IP in the request context)
-//! and goes through the same `Webhook::handle_http` the Lambda runs.
+//! The webhook over plain HTTP on 127.0.0.1: each request to one of its routes becomes the
+//! `lambda_http::Request` API Gateway would deliver (path, query, headers, body, source IP in
+//! the request context) and goes through the same `Webhook::handle_http` the Lambda runs.
+//! With a throttle, a request that finds the stage's token bucket empty is answered 429 as
+//! API Gateway answers it, before the webhook runs.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use tokio::net::TcpListener;
 
+use super::throttle::TokenBucket;
 use pns_cdr::handlers::webhook::{Webhook, BINDING_ERROR_ROUTE, CALL_RESULT_ROUTE};
 use pns_cdr::ports::{BindingErrorStore, JobQueue, ObjectStore, RecordStore};
 
@@ -26,19 +29,27 @@ pub const ROUTES: [&str; 2] = [CALL_RESULT_ROUTE, BINDING_ERROR_ROUTE];
 const GATEWAY_LIMIT: usize = 10 * 1024 * 1024;
 
 /// Serves until the task is aborted.
-pub async fn serve<S, Q, O, B>(listener: TcpListener, webhook: Arc<Webhook<S, Q, O, B>>)
-where
+pub async fn serve<S, Q, O, B>(
+    listener: TcpListener,
+    webhook: Arc<Webhook<S, Q, O, B>>,
+    throttle: Option<Arc<TokenBucket>>,
+) where
     S: RecordStore + 'static,
     Q: JobQueue + 'static,
     O: ObjectStore + 'static,
     B: BindingErrorStore + 'static,
 {
     while let Ok((stream, peer)) = listener.accept().await {
-        let webhook = webhook.clone();
+        let (webhook, throttle) = (webhook.clone(), throttle.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let webhook = webhook.clone();
-                async move { Ok::<_, Infallible>(route(req, peer, &webhook).await) }
+                let (webhook, throttle) = (webhook.clone(), throttle.clone());
+                async move {
+                    if throttle.is_some_and(|t| !t.try_take()) {
+                        return Ok(json(429, r#"{"message":"Too Many Requests"}"#.into()));
+                    }
+                    Ok::<_, Infallible>(route(req, peer, &webhook).await)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

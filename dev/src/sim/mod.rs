@@ -18,6 +18,7 @@
 mod plan;
 pub mod reports;
 mod send;
+pub mod storm;
 mod verify;
 
 use std::time::Duration;

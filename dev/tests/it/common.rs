@@ -53,6 +53,8 @@ pub fn options() -> LocalOptions {
         drain: false,
         // Streams and the lake only where a test looks at events (events.rs).
         events: false,
+        // Loads here prove storage and retries; the throttle has its own test (storm).
+        throttle: false,
         ..LocalOptions::default()
     };
     options.archiver.backoff_base = Duration::ZERO;

@@ -10,6 +10,7 @@ mod logs;
 mod ops;
 mod reconciler;
 mod runtime_api;
+mod storm;
 mod template;
 mod tls;
 mod webhook;

@@ -139,7 +139,7 @@ async fn serve_webhook(
     );
     (
         url,
-        tokio::spawn(server::serve(listener, Arc::new(webhook))),
+        tokio::spawn(server::serve(listener, Arc::new(webhook), None)),
     )
 }
 
