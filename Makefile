@@ -134,7 +134,7 @@ bench-archiver: $(STAMP) bench-release ## Archiver MB/s and peak RSS at 10/100/5
 
 PKG_VENV  := .venv-package
 PKG_STAMP := $(PKG_VENV)/.installed
-LAMBDAS   := webhook archiver reconciler publisher
+LAMBDAS   := webhook archiver reconciler publisher pretraffic
 
 $(PKG_STAMP): requirements-package.txt
 	$(PYTHON) -m venv $(PKG_VENV)

@@ -321,6 +321,30 @@ impl FromEnv for PublisherConfig {
     }
 }
 
+/// The pre-traffic hook's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreTrafficConfig {
+    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: the webhook's token secret.
+    pub secret_arn: String,
+    /// `PNS_WEBHOOK_FUNCTION`: the new webhook version (the template gives its ARN).
+    pub webhook_function: String,
+    pub table: String,
+    /// `PNS_SOURCE_CIDRS`, as the webhook has it.
+    pub source_cidrs: String,
+}
+
+impl FromEnv for PreTrafficConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        Ok(Self {
+            secret_arn: env.required("PNS_WEBHOOK_TOKENS_SECRET_ARN")?,
+            webhook_function: env.required("PNS_WEBHOOK_FUNCTION")?,
+            table: env.or("PNS_TABLE_NAME", DEFAULT_TABLE),
+            source_cidrs: env.get("PNS_SOURCE_CIDRS").unwrap_or_default(),
+        })
+    }
+}
+
 /// A queue given by URL, or by name and looked up when first needed (the local stack's way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueRef {

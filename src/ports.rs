@@ -372,6 +372,30 @@ pub trait EventBus: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Result<(), EntryRefused>>, PortError>> + Send;
 }
 
+/// A Lambda function version, invoked synchronously (the pre-traffic hook's way to reach the
+/// version about to receive traffic).
+pub trait FunctionInvoker: Send + Sync {
+    /// The function's answer; an error also when the function itself failed.
+    fn invoke(&self, payload: &Value) -> impl Future<Output = Result<Value, PortError>> + Send;
+}
+
+/// Where a deployment's lifecycle hook reports its verdict (CodeDeploy).
+pub trait DeploymentHooks: Send + Sync {
+    fn report(
+        &self,
+        hook: &LifecycleHook,
+        passed: bool,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// What CodeDeploy passes a lifecycle hook, and wants back with the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LifecycleHook {
+    pub deployment_id: String,
+    pub lifecycle_event_hook_execution_id: String,
+}
+
 /// EventBridge's limit of entries per `PutEvents`.
 pub const EVENTS_PER_PUT: usize = 10;
 

@@ -85,6 +85,19 @@ impl Authenticator {
         Ok(Self { tokens, sources })
     }
 
+    /// The first token, the one NXCLOUD is given.
+    pub fn current_token(&self) -> &str {
+        std::str::from_utf8(&self.tokens[0]).expect("tokens are read from text")
+    }
+
+    /// An address the source list admits (any address when there is no list): where the
+    /// stack's own canary pushes say they come from.
+    pub fn admitted_source(&self) -> IpAddr {
+        self.sources
+            .first()
+            .map_or(IpAddr::from([127, 0, 0, 1]), IpNet::network)
+    }
+
     /// Checks the presented token (query `token` or `Authorization: Bearer`) and the source.
     pub fn check(&self, presented: Option<&str>, source: Option<IpAddr>) -> Result<(), AuthError> {
         if !self.sources.is_empty() {

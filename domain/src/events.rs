@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
+use crate::canary::{is_canary_id, is_canary_request_id, CANARY_SOURCE};
 use crate::recording::RecordingStatus;
 
 /// The `source` of every event.
@@ -125,6 +126,9 @@ fn mask(number: &str) -> String {
 /// One event to publish.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// [`SOURCE`], or [`CANARY_SOURCE`] for a canary's events, which the lake and consumers'
+    /// rules do not match.
+    pub source: &'static str,
     pub detail_type: DetailType,
     /// Also `detail.eventId`: what consumers dedupe on.
     pub id: String,
@@ -138,7 +142,7 @@ impl Event {
     /// entry: its source, detail type and detail in UTF-8, and 14 for its time.
     pub fn entry_bytes(&self) -> usize {
         let detail = serde_json::to_vec(&self.detail).expect("a JSON map serialises");
-        SOURCE.len() + self.detail_type.as_str().len() + detail.len() + 14
+        self.source.len() + self.detail_type.as_str().len() + detail.len() + 14
     }
 }
 
@@ -271,7 +275,13 @@ fn phone(
 fn event(detail_type: DetailType, id: String, time: &str, mut detail: Map<String, Value>) -> Event {
     detail.insert("eventId".into(), id.clone().into());
     detail.insert("version".into(), DETAIL_VERSION.into());
+    let canary = detail
+        .get("id")
+        .and_then(Value::as_i64)
+        .is_some_and(is_canary_id)
+        || (detail.get("requestId").and_then(Value::as_str)).is_some_and(is_canary_request_id);
     Event {
+        source: if canary { CANARY_SOURCE } else { SOURCE },
         detail_type,
         id,
         time: time.to_owned(),
@@ -589,5 +599,24 @@ mod tests {
             events_for_change(Change::Insert, None, None, PhoneNumbers::Full),
             Err(UnreadableChange::NoNewImage)
         );
+    }
+
+    #[test]
+    fn a_canarys_events_have_their_own_source() {
+        let item = |id: i64| {
+            serde_json::json!({"id": id, "recordingStatus": "NONE", "receivedAt": "2026-12-03T00:00:00Z"})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let canary = crate::canary::canary_id(1);
+        let events = events_for_item(&item(canary), PhoneNumbers::Masked).unwrap();
+        assert_eq!(events[0].source, CANARY_SOURCE);
+        let events = events_for_item(&item(45), PhoneNumbers::Masked).unwrap();
+        assert_eq!(events[0].source, SOURCE);
+        let binding = serde_json::json!({"requestId": "pns-cdr-canary-1", "code": 10013,
+            "occurredAt": "2026-12-03T00:00:00Z"});
+        let events = events_for_item(binding.as_object().unwrap(), PhoneNumbers::Masked).unwrap();
+        assert_eq!(events[0].source, CANARY_SOURCE);
     }
 }

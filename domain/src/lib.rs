@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod binding;
+pub mod canary;
 mod canonical;
 pub mod cdr;
 pub mod events;

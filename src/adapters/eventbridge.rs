@@ -4,7 +4,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 use aws_smithy_types::date_time::{DateTime, Format};
 
-use crate::domain::events::{Event, SOURCE};
+use crate::domain::events::Event;
 use crate::ports::{EntryRefused, EventBus, PortError};
 
 /// The stack's custom bus.
@@ -30,7 +30,7 @@ impl EventBus for EventBridgeBus {
             .map(|event| {
                 PutEventsRequestEntry::builder()
                     .event_bus_name(&self.bus_name)
-                    .source(SOURCE)
+                    .source(event.source)
                     .detail_type(event.detail_type.as_str())
                     .detail(serde_json::Value::Object(event.detail.clone()).to_string())
                     // The transition's time; EventBridge uses the put's time without it.

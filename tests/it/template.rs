@@ -155,8 +155,8 @@ fn every_function_is_arm64_al2023_built_by_cargo_lambda() {
     let names: Vec<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names.len(),
-        4,
-        "webhook, archiver, reconciler and publisher: {names:?}"
+        5,
+        "webhook, archiver, reconciler, publisher and the pre-traffic hook: {names:?}"
     );
     for (name, f) in functions {
         let p = &f["Properties"];
@@ -209,9 +209,10 @@ fn no_policy_grants_a_wildcard_resource() {
     let mut checked = 0;
     for (name, f) in functions(&t) {
         for statement in statements(f) {
+            // `${Function.Arn}:*` is one function's versions, not a wildcard resource.
             let wildcard = as_list(&statement["Resource"]).iter().any(|r| {
                 r.as_str()
-                    .is_some_and(|r| r.contains('*') && !r.contains('/'))
+                    .is_some_and(|r| r.contains('*') && !r.contains('/') && !r.starts_with("${"))
             });
             if wildcard {
                 for action in actions(statement) {
@@ -404,10 +405,10 @@ fn names_match_the_code_and_the_token_stays_secret() {
                 "{name}: {var:?} carries more than the secret's ARN"
             );
         }
-        // Only the webhook may read the secret, and only that secret.
+        // Only the webhook and its pre-traffic hook may read the secret, and only that one.
         for s in statements(f) {
             if actions(s).iter().any(|a| a.starts_with("secretsmanager:")) {
-                assert_eq!(name, "WebhookFunction");
+                assert!(["WebhookFunction", "PreTrafficHookFunction"].contains(&name.as_str()));
                 assert_eq!(actions(s), ["secretsmanager:GetSecretValue"]);
                 assert!(is_ref(&s["Resource"], "WebhookTokenSecret"));
             }
@@ -771,7 +772,11 @@ fn both_tables_stream_to_the_publisher_which_never_drops_a_batch_silently() {
             continue;
         }
         streams.push(source);
-        assert!(is_ref(&p["FunctionName"], "PublisherFunction"), "{name}");
+        // The alias: each release is shifted to by CodeDeploy, the mapping follows it.
+        assert!(
+            is_ref(&p["FunctionName"], "PublisherFunction.Alias"),
+            "{name}"
+        );
         assert_eq!(p["StartingPosition"], "TRIM_HORIZON", "{name}");
         assert_eq!(p["BisectBatchOnFunctionError"], true, "{name}");
         assert_eq!(
@@ -951,4 +956,77 @@ fn the_named_queries_are_the_tested_sql() {
     names.sort();
     files.sort();
     assert_eq!(names, files);
+}
+
+/// Releases reach NXCLOUD's data through aliases that CodeDeploy shifts, after the webhook's
+/// pre-traffic hook proved the new version, and roll back on the alarms that mean "this
+/// version loses data".
+#[test]
+fn releases_are_shifted_by_codedeploy_behind_a_proven_webhook() {
+    let t = template();
+    let deployment = &t["Parameters"]["DeploymentType"];
+    assert!(
+        deployment["Default"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Canary") || d.starts_with("Linear")),
+        "a gradual shift by default"
+    );
+    assert!(mentions(&deployment["AllowedValues"], "AllAtOnce"));
+    let rollback = [
+        (
+            "WebhookFunction",
+            &[
+                "Webhook5xxAlarm",
+                "WebhookErrorsAlarm",
+                "UnauthorizedPushesAlarm",
+                "QuarantinedPushesAlarm",
+                "ConflictingPushesAlarm",
+            ][..],
+        ),
+        (
+            "ArchiverFunction",
+            &["ArchiverErrorsAlarm", "RecordingFailedAlarm"][..],
+        ),
+        (
+            "PublisherFunction",
+            &["PublisherErrorsAlarm", "PublisherFailuresAlarm"][..],
+        ),
+    ];
+    for (function, alarms) in rollback {
+        let p = &resource(&t, function);
+        assert_eq!(p["AutoPublishAlias"], "live", "{function}");
+        let preference = &p["DeploymentPreference"];
+        assert!(is_ref(&preference["Type"], "DeploymentType"), "{function}");
+        for alarm in alarms {
+            let listed = as_list(&preference["Alarms"])
+                .into_iter()
+                .any(|a| is_ref(a, alarm));
+            assert!(listed, "{function}: no rollback on {alarm}");
+        }
+    }
+    // The webhook's hook: a function of ours that CodeDeploy's role may invoke, given the
+    // version under test.
+    let webhook = &resource(&t, "WebhookFunction");
+    assert!(is_ref(
+        &webhook["DeploymentPreference"]["Hooks"]["PreTraffic"],
+        "PreTrafficHookFunction"
+    ));
+    let hook = &resource(&t, "PreTrafficHookFunction");
+    assert!(mentions(&hook["FunctionName"], "CodeDeployHook_"));
+    let variables = &hook["Environment"]["Variables"];
+    assert!(is_ref(
+        &variables["PNS_WEBHOOK_FUNCTION"],
+        "WebhookFunction.Version"
+    ));
+    assert!(
+        hook.get("DeploymentPreference").is_none(),
+        "the hook is not shifted itself"
+    );
+    // The API's routes are SAM events, which SAM points at the alias; the queue's and the
+    // streams' mappings name the alias themselves.
+    for event in webhook["Events"].as_mapping().unwrap().values() {
+        assert_eq!(event["Type"], "HttpApi");
+    }
+    let archiver = &resource(&t, "ArchiverEventSourceMapping");
+    assert!(is_ref(&archiver["FunctionName"], "ArchiverFunction.Alias"));
 }

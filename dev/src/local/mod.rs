@@ -7,6 +7,7 @@ pub mod demo;
 pub mod emulator;
 pub mod fake_nxcloud;
 pub mod fault_proxy;
+pub mod invoke;
 pub mod lake;
 pub mod poller;
 pub mod resources;

@@ -8,6 +8,7 @@ mod events;
 mod faults;
 mod logs;
 mod ops;
+mod pretraffic;
 mod reconciler;
 mod runtime_api;
 mod storm;

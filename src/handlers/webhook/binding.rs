@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 
 use super::{unavailable, PushOutcome, Quarantine, Webhook};
 use crate::domain::binding::{binding_error_item, ParsedBindingError};
+use crate::domain::canary::{is_canary_request_id, CANARY_TTL};
 use crate::domain::push::{InvalidPush, PushKind};
 use crate::domain::recording::binding_conflict_key;
 use crate::ports::{BindingErrorStore, JobQueue, ObjectStore, PutOutcome, RecordStore};
@@ -19,7 +20,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         let code = parsed.error.code;
         let payload_sha256 = parsed.payload_sha256.clone();
         let mut item = binding_error_item(parsed, received_at, self.settings.nxcloud_offset);
-        if let Some(retention) = self.settings.retention {
+        if is_canary_request_id(&request_id) {
+            item.expire_after(received_at, CANARY_TTL);
+        } else if let Some(retention) = self.settings.retention {
             item.expire_after(received_at, retention);
         }
         match self.bindings.put_new(item).await {

@@ -18,6 +18,7 @@ mod outcome;
 pub use outcome::{PushOutcome, Quarantine};
 
 use crate::domain::auth::{presented_token, SharedAuthenticator};
+use crate::domain::canary::{is_canary_id, CANARY_TTL};
 use crate::domain::cdr::ParsedCallRecord;
 use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
 use crate::domain::push::{self, InvalidPush, PushKind};
@@ -183,7 +184,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         let call_id = record.call_id.clone();
         let payload_sha256 = push.payload_sha256.clone();
         let mut item = record_item(push, received_at, &plan);
-        if let Some(retention) = self.settings.retention {
+        if is_canary_id(id) {
+            item.expire_after(received_at, CANARY_TTL);
+        } else if let Some(retention) = self.settings.retention {
             item.expire_after(received_at, retention);
         }
         match self.store.put_new(item).await {
@@ -668,6 +671,29 @@ mod tests {
             .filter_map(|l| l["outcome"].as_str().map(str::to_owned))
             .collect();
         assert_eq!(outcomes, expected, "{text}");
+    }
+
+    #[tokio::test]
+    async fn canaries_expire_within_the_hour_whatever_the_retention() {
+        use crate::domain::canary::{canary_binding_error, canary_call_record, canary_id};
+        use crate::domain::item::EXPIRES_AT_ATTRIBUTE;
+        let w = webhook();
+        let before = OffsetDateTime::now_utc().unix_timestamp();
+        let id = canary_id(1);
+        let body = canary_call_record(id, 1_764_460_800);
+        assert_eq!(w.handle(push(body.as_bytes())).await.status(), 200);
+        let (request_id, body) = canary_binding_error(1);
+        assert_eq!(w.handle(push(body.as_bytes())).await.status(), 200);
+        let record = w.store.items.lock().unwrap()[&id][EXPIRES_AT_ATTRIBUTE].as_i64();
+        let error = w.bindings.items.lock().unwrap()[&request_id][EXPIRES_AT_ATTRIBUTE].as_i64();
+        for expires in [record, error] {
+            let expires = expires.expect("a canary always expires");
+            assert!((before + 3600..=before + 3602).contains(&expires));
+        }
+        assert!(
+            w.queue.jobs.lock().unwrap().is_empty(),
+            "no recording, no job"
+        );
     }
 
     #[tokio::test]
