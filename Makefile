@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test test-faults test-storm emulator-check iam-check lint fmt-check clippy template-lint bench bench-cpu bench-release bench-cold-start bench-requests bench-throughput bench-events bench-archiver fuzz package deploy clean
+.PHONY: help venv run demo test test-faults test-storm smoke emulator-check iam-check lint fmt-check clippy template-lint bench bench-cpu bench-release bench-cold-start bench-requests bench-throughput bench-events bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,15 @@ lint: fmt-check clippy template-lint ## fmt, clippy and the template lint
 test-faults: $(STAMP) ## Fault matrix (10x load) + 1 000 000 hostile inputs; prints each verdict
 	PNS_FAULTS_SCALE=10 $(CARGO) test $(DEV) --test it -- faults:: --nocapture
 	PNS_HOSTILE_CASES=1000000 $(CARGO) test -p pns-cdr --test it -- hostile:: --nocapture
+
+# STACK=<name>: a deployed stack, found by its outputs. Without it, the local stack `make run`
+# serves in another terminal (this target starts none).
+smoke: ## Prove a stack end to end: canary pushes, stored, evented; STACK=<name> for a deployed one
+	@if [[ -n "$${STACK:-}" ]]; then \
+	  $(CARGO) run --quiet -p pnsctl -- --stack "$$STACK" smoke; \
+	else \
+	  AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} $(CARGO) run --quiet -p pnsctl -- smoke; \
+	fi
 
 # The retry storm after a 55-minute outage at the template's default throttle, at the peak
 # rate docs/capacity.md says it absorbs; prints one verdict line, fails if a push is lost.

@@ -367,6 +367,13 @@ pub struct OpsConfig {
     pub phone_numbers: Option<String>,
     /// `PNS_PYTHON`: the interpreter with DuckDB for `pnsctl report`.
     pub python: Option<String>,
+    /// `PNS_WEBHOOK_URL`: the call-result URL, without the token (`pnsctl smoke`; default the
+    /// local stack's, `http://127.0.0.1:3000/pns/call-result`).
+    pub webhook_url: Option<String>,
+    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: where `pnsctl smoke` reads the token.
+    pub token_secret: Option<String>,
+    /// `SMOKE_TOKEN`: the token `pnsctl smoke` pushes with instead.
+    pub smoke_token: Option<String>,
 }
 
 impl OpsConfig {
@@ -395,6 +402,9 @@ impl OpsConfig {
             event_bus: env.or("PNS_EVENT_BUS_NAME", DEFAULT_EVENT_BUS),
             phone_numbers: env.get("PNS_PHONE_NUMBERS"),
             python: env.get("PNS_PYTHON"),
+            webhook_url: env.get("PNS_WEBHOOK_URL"),
+            token_secret: env.get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
+            smoke_token: env.get("SMOKE_TOKEN"),
         }
     }
 }

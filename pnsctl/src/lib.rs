@@ -17,6 +17,8 @@ use pns_cdr::ports::{
 use pns_cdr::telemetry::ErrorChain;
 
 pub mod lake;
+pub mod smoke;
+pub mod stack;
 
 /// How long a replayed push may take before we give up on the endpoint.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(30);

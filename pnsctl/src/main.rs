@@ -9,6 +9,7 @@ use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
+use pns_cdr::adapters::secrets::{SecretsManagerSecret, TokenSecret};
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::{AwsConfig, OpsConfig};
 use pns_cdr::domain::events::PhoneNumbers;
@@ -29,12 +30,19 @@ use serde_json::Value;
        pnsctl binding-errors --did <did> [--day YYYY-MM-DD]
        pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)
        pnsctl publish --since <RFC3339 time>
-       pnsctl report <query> [--json]",
+       pnsctl report <query> [--json]
+       pnsctl smoke
+       pnsctl --stack <name> <COMMAND>",
     after_help = "Environment: PNS_TABLE_NAME, PNS_BINDING_ERRORS_TABLE, PNS_QUEUE_URL and \
 PNS_DLQ_URL (or PNS_QUEUE_NAME), PNS_BUCKET_NAME, PNS_EVENT_BUS_NAME, PNS_PHONE_NUMBERS, \
-PNS_PYTHON, AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566)"
+PNS_PYTHON, AWS_ENDPOINT_URL (the local stack's emulator: http://127.0.0.1:4566); for smoke also \
+PNS_WEBHOOK_URL and SMOKE_TOKEN. With --stack, the stack's outputs name every resource."
 )]
 struct Cli {
+    /// A deployed stack: its resources are read from its CloudFormation outputs (in
+    /// AWS_REGION, with your credentials) instead of the environment.
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +98,10 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         since: time::OffsetDateTime,
     },
+    /// Prove the stack end to end: canary pushes through the public URL with the real token,
+    /// stored, their event on the bus, a duplicate answered as one, a wrong token refused.
+    /// Without --stack: the local stack that `make run` serves.
+    Smoke,
     /// Run one of the lake's named queries on the local stack's lake with DuckDB.
     Report {
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(
@@ -131,7 +143,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
-    match runtime.block_on(run(cli.command, &process.aws)) {
+    match runtime.block_on(run(cli.command, cli.stack.as_deref(), &process.aws)) {
         Ok(output) => {
             println!("{output}");
             ExitCode::SUCCESS
@@ -169,9 +181,13 @@ fn python(config: &OpsConfig) -> String {
 }
 
 /// Runs one verb; returns what to print.
-async fn run(command: Command, aws: &AwsConfig) -> anyhow::Result<String> {
-    let config = OpsConfig::from_env();
+async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::Result<String> {
+    let mut config = OpsConfig::from_env();
     let clients = AwsClients::load(aws).await?;
+    if let Some(stack) = stack {
+        let cloudformation = aws_sdk_cloudformation::Client::new(&clients.config);
+        pnsctl::stack::apply(&cloudformation, stack, &mut config).await?;
+    }
     let records = DynamoRecordStore::new(clients.dynamodb.clone(), &config.table);
     // Queues are resolved before anything changes: a wrong queue fails the verb up front.
     let job_queue = || async {
@@ -266,6 +282,44 @@ async fn run(command: Command, aws: &AwsConfig) -> anyhow::Result<String> {
                 calls + errors,
                 config.event_bus
             )
+        }
+        Command::Smoke => {
+            let token = match (&config.smoke_token, &config.token_secret, stack) {
+                (Some(token), _, _) => token.clone(),
+                (None, Some(secret), _) => {
+                    let secret = SecretsManagerSecret::new(clients.secrets.clone(), secret);
+                    let tokens = secret.fetch().await?;
+                    let current = tokens.split(',').next().unwrap_or_default().trim();
+                    current.to_owned()
+                }
+                // The local stack's fixed token.
+                (None, None, None) => "local-dev-token".to_owned(),
+                (None, None, Some(_)) => unreachable!("a stack names its secret"),
+            };
+            let target = pnsctl::smoke::SmokeTarget {
+                webhook_url: (config.webhook_url.clone())
+                    .unwrap_or_else(|| "http://127.0.0.1:3000/pns/call-result".into()),
+                token,
+                event_bus: config.event_bus.clone(),
+                events_timeout: std::time::Duration::from_secs(60),
+            };
+            let errors = DynamoBindingErrorStore::new(
+                clients.dynamodb.clone(),
+                &config.binding_errors_table,
+            );
+            let report = pnsctl::smoke::run(
+                &target,
+                &records,
+                &errors,
+                (clients.events(), clients.sqs.clone()),
+            )
+            .await;
+            let text = report.to_string();
+            if !report.passed() {
+                println!("{text}");
+                anyhow::bail!("smoke test failed");
+            }
+            text
         }
         Command::Report { query, json } => {
             if aws.endpoint_url.is_none() {

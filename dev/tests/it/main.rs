@@ -11,6 +11,7 @@ mod ops;
 mod pretraffic;
 mod reconciler;
 mod runtime_api;
+mod smoke;
 mod storm;
 mod template;
 mod tls;
