@@ -17,7 +17,7 @@ use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
 use pnsctl::{lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
-/// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish and report.
+/// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish, report and smoke.
 #[derive(Parser)]
 #[command(
     name = "pnsctl",
