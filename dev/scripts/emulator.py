@@ -326,6 +326,13 @@ def describe_request(environ: dict, body: bytes) -> dict | None:
             bus = entries[0].get("EventBusName")
             if isinstance(bus, str):
                 seen["bus"] = bus.rsplit("/", 1)[-1]
+        # EventBridge rules: their name and bus (Name here is a rule's, not a secret's).
+        if service == "events":
+            rule = fields.get("Name", fields.get("Rule"))
+            if isinstance(rule, str):
+                seen.pop("secret_name", None)
+                seen["rule"] = rule
+                seen["bus"] = str(fields.get("EventBusName", "default")).rsplit("/", 1)[-1]
         if isinstance(fields.get("QueueUrl"), str):
             seen["queue"] = fields["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
         if isinstance(fields.get("QueueName"), str):

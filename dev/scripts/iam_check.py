@@ -10,10 +10,15 @@ Granted: template.yaml translated offline to plain CloudFormation by the SAM tra
 `sam validate` does), each function role's policies resolved to concrete ARNs for the default
 names, account 123456789012 in us-east-1.
 
+The operator tool, pnsctl, runs with a person's credentials; docs/iam/operator-policy.json is
+the policy the docs give for them, and is held to the same rules as a role.
+
 The check, with parliament for IAM semantics (action names, ARN globbing, policy lint):
-  1. every observed (function, IAM action, resource) is allowed by that function's role;
-  2. every action a role grants is observed, or listed with a reason in dev/iam/reviewed.yaml;
-  3. parliament finds nothing to say about the roles' policies.
+  1. every observed (function, IAM action, resource) is allowed by that function's role, and
+     every pnsctl call by the operator policy;
+  2. every action a role or the operator policy grants is observed, or listed with a reason
+     in dev/iam/reviewed.yaml;
+  3. parliament finds nothing to say about the roles' policies nor the operator's.
 It writes the report (function -> IAM action -> resources) and exits 1 on any finding.
 
 Usage: iam_check.py --template T --observations O --resources R --reviewed V --report OUT
@@ -43,6 +48,8 @@ FUNCTIONS = {
     "pretraffic": "PreTrafficHookFunction",
 }
 OPERATOR = "pnsctl"
+# How the operator policy appears in findings and in dev/iam/reviewed.yaml.
+OPERATOR_POLICY = "OperatorPolicy"
 
 # Operations whose IAM action is not service:Operation.
 IAM_ACTIONS = {
@@ -82,6 +89,8 @@ def translated(template_path: str) -> dict:
     # The translator records usage metrics for the SAM service; offline there is nowhere to
     # publish them, and its warning about that is noise.
     logging.getLogger("samtranslator.metrics").setLevel(logging.ERROR)
+    # Offline there is no feature-toggle service either; the defaults apply.
+    logging.getLogger("samtranslator.feature_toggle").setLevel(logging.ERROR)
 
     class NoManagedPolicyLookups:
         # Only SAM's own managed policies appear, by ARN: nothing to look up in IAM.
@@ -233,6 +242,15 @@ def roles(cloudformation: dict, resolver: Resolver) -> dict[str, Role]:
     return found
 
 
+def operator_role(path: str, resolver: Resolver) -> Role:
+    """The operator policy, for the default names, account and region."""
+    with open(path, encoding="utf-8") as f:
+        document = json.load(f)
+    document = resolver.value({"Fn::Sub": json.dumps(document)})
+    document = json.loads(document)
+    return Role(OPERATOR_POLICY, document["Statement"], [], [document])
+
+
 def as_list(v) -> list:  # type: ignore[no-untyped-def]
     return v if isinstance(v, list) else [v]
 
@@ -297,7 +315,11 @@ def observed_calls(path: str, names: dict, resolver: Resolver) -> tuple[set[Call
             continue  # the harness itself: test set-up and verification
         action = iam_action(o["service"], o["operation"])
         arn = None
-        if "stream" in o and ("table", o["stream"]) in names:
+        if "rule" in o:
+            logical = names.get(("bus", o["bus"]))
+            bus = resolver.ref(logical) if logical else o["bus"]
+            arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{bus}/{o['rule']}"
+        elif "stream" in o and ("table", o["stream"]) in names:
             arn = resolver.get_att(names[("table", o["stream"])], "StreamArn")
         elif "bus" in o and ("bus", o["bus"]) in names:
             arn = resolver.get_att(names[("bus", o["bus"])], "Arn")
@@ -319,11 +341,20 @@ def observed_calls(path: str, names: dict, resolver: Resolver) -> tuple[set[Call
             )
             if logical:
                 arn = resolver.ref(logical)
+        if arn is None and caller == OPERATOR:
+            arn = operator_resource(o)
         if arn is None:
             unknown.append(json.dumps(o, sort_keys=True))
             continue
         calls.add(Call(caller, action, arn))
     return calls, unknown
+
+
+def operator_resource(o: dict) -> str | None:
+    """What the operator tool makes for a moment (`pnsctl smoke`'s queue)."""
+    if "queue" in o and o["queue"].startswith("pns-smoke-"):
+        return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{o['queue']}"
+    return None
 
 
 # ------------------------------------------------------------------ the check
@@ -342,15 +373,16 @@ def check(
     import parliament
 
     findings = [f"observed a call to a resource the template does not define: {u}" for u in unknown]
+    who = {**FUNCTIONS, OPERATOR: OPERATOR_POLICY}
     for call in sorted(calls, key=lambda c: (c.caller, c.action, c.arn)):
-        function = FUNCTIONS.get(call.caller)
+        function = who.get(call.caller)
         if function is None:
-            continue  # the operator tool has no role in the template
+            continue
         if not allows(role_by_function[function], call.action, call.arn):
             findings.append(f"{function} calls {call.action} on {call.arn}, which its role does not allow")
     for function, role in role_by_function.items():
         listed = review.get(function, {})
-        used = {c.action for c in calls if FUNCTIONS.get(c.caller) == function}
+        used = {c.action for c in calls if who.get(c.caller) == function}
         for action in sorted(granted_actions(role)):
             if action not in used and action not in listed.get("actions", {}):
                 findings.append(
@@ -381,7 +413,7 @@ def report(calls: set[Call]) -> dict:
         if call.caller in FUNCTIONS:
             who = FUNCTIONS[call.caller]
         elif call.caller == OPERATOR:
-            who = f"{OPERATOR} (operator; no role in the template)"
+            who = f"{OPERATOR} (docs/iam/operator-policy.json)"
         else:
             continue  # the harness setting up and inspecting, not the product
         out.setdefault(who, {}).setdefault(call.action, set()).add(call.arn)
@@ -400,6 +432,7 @@ def run(args: argparse.Namespace, mutate=None, extra_calls=()) -> list[str]:  # 
 
         resolver = Resolver(yaml_parse(f.read()))
     role_by_function = roles(cloudformation, resolver)
+    role_by_function[OPERATOR_POLICY] = operator_role(args.operator_policy, resolver)
     names = physical_names(args.resources)
     calls, unknown = observed_calls(args.observations, names, resolver)
     calls |= set(extra_calls)
@@ -438,6 +471,9 @@ def self_test(args: argparse.Namespace) -> int:
          "WebhookFunction calls dynamodb:DeleteItem"),
         ("a grant nobody uses", dict(mutate=with_unused_grant),
          "WebhookFunction's role grants dynamodb:DeleteItem"),
+        ("an operator call the operator policy lacks",
+         dict(extra_calls=[Call(OPERATOR, "dynamodb:DeleteTable", table)]),
+         "OperatorPolicy calls dynamodb:DeleteTable"),
     ]
     failed = 0
     for what, change, expected in cases:
@@ -454,6 +490,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--observations", required=True)
     parser.add_argument("--resources", required=True)
     parser.add_argument("--reviewed", default="dev/iam/reviewed.yaml")
+    parser.add_argument("--operator-policy", default="docs/iam/operator-policy.json")
     parser.add_argument("--report", default="target/iam/report.json")
     parser.add_argument("--self-test", action="store_true")
     args = parser.parse_args(argv)

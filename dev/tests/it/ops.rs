@@ -7,6 +7,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use crate::common::*;
+use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
@@ -23,8 +24,15 @@ struct Tools {
     objects: S3ObjectStore,
 }
 
-fn tools(stack: &LocalStack) -> Tools {
-    let clients = &stack.clients;
+/// The operator's clients: the IAM check holds their calls to the operator policy.
+async fn operator(stack: &LocalStack) -> AwsClients {
+    AwsClients::for_caller(&stack.endpoint, "pnsctl")
+        .await
+        .unwrap()
+}
+
+async fn tools(stack: &LocalStack) -> Tools {
+    let clients = &operator(stack).await;
     Tools {
         records: DynamoRecordStore::new(clients.dynamodb.clone(), &stack.names.table),
         queue: SqsJobQueue::new(clients.sqs.clone(), &stack.queues.queue_url),
@@ -102,7 +110,7 @@ async fn redrive_moves_dead_letters_back_to_the_queue() {
             .unwrap();
     }
     // By name, as `pnsctl` finds the local stack's queues.
-    let sqs = &stack.clients.sqs;
+    let sqs = &operator(&stack).await.sqs;
     let queue = QueueRef::Name(stack.names.queue.clone());
     let queue = SqsJobQueue::new(sqs.clone(), queue_url(sqs, &queue).await.unwrap());
     let dead = QueueRef::Name(stack.names.dead_letter_queue.clone());
@@ -135,7 +143,7 @@ async fn rearchive_puts_a_failed_recording_back_and_the_archiver_copies_it() {
     // The first 404 is final, so the record fails for good while the host would now answer.
     options.archiver.retry_grace = Duration::ZERO;
     let stack = LocalStack::start(options).await.unwrap();
-    let ops = tools(&stack);
+    let ops = tools(&stack).await;
     let url = stack.recordings.url("ok", 2048, "fail=1");
     assert_eq!(push(&stack, push_body(10, &url)).await.0, 200);
     assert_eq!(stack.poll_once().await.unwrap(), 1);
@@ -186,7 +194,7 @@ async fn rearchive_of_a_refused_url_gets_the_key_the_webhook_would_have_given() 
     assert!(refused.get("recordingKey").is_none(), "{refused}");
     assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
 
-    let job = tools(&stack).rearchive(11).await.unwrap();
+    let job = tools(&stack).await.rearchive(11).await.unwrap();
     assert_eq!(job.key, "recordings/2022/12/19/11.mp3");
     let pending = item(&stack, 11).await.unwrap();
     assert_eq!(pending["recordingStatus"], "PENDING");
@@ -200,7 +208,7 @@ async fn rearchive_of_a_refused_url_gets_the_key_the_webhook_would_have_given() 
 #[tokio::test]
 async fn rearchive_refuses_a_missing_record_and_one_without_recording() {
     let stack = stack().await;
-    let ops = tools(&stack);
+    let ops = tools(&stack).await;
     assert_eq!(push(&stack, push_body(12, "")).await.0, 200);
     let before = item(&stack, 12).await.unwrap();
     assert_eq!(before["recordingStatus"], "NONE");
@@ -219,7 +227,7 @@ async fn rearchive_refuses_a_missing_record_and_one_without_recording() {
 #[tokio::test]
 async fn show_and_show_call_return_the_stored_item() {
     let stack = stack().await;
-    let ops = tools(&stack);
+    let ops = tools(&stack).await;
     for id in [30, 31] {
         assert_eq!(push(&stack, push_body(id, "")).await.0, 200);
     }
@@ -236,7 +244,7 @@ async fn show_and_show_call_return_the_stored_item() {
 #[tokio::test]
 async fn replay_posts_a_saved_body_from_a_file_or_from_the_bucket() {
     let stack = stack().await;
-    let ops = tools(&stack);
+    let ops = tools(&stack).await;
 
     let path = std::env::temp_dir().join(format!("pnsctl-replay-{}-40.json", std::process::id()));
     std::fs::write(&path, push_body(40, "")).unwrap();
@@ -278,7 +286,7 @@ async fn replay_posts_a_saved_body_from_a_file_or_from_the_bucket() {
 #[tokio::test]
 async fn replay_errors_never_show_the_token() {
     let stack = stack().await;
-    let ops = tools(&stack);
+    let ops = tools(&stack).await;
     let body = BodySource::S3Key("unused".into());
     for endpoint in [
         "ftp://127.0.0.1/pns/call-result?token=s3cret-token",
