@@ -7,3 +7,4 @@ mod docs;
 mod hostile;
 mod properties;
 mod template;
+mod toolchain;

@@ -307,7 +307,7 @@ impl Bench {
                     matches!(put, PutOutcome::Created),
                     "record {id} already exists"
                 );
-                let job = RecordingJob { id, url, key };
+                let job = RecordingJob::new(id, url, key, now);
                 let mut event = self.sqs_event.clone();
                 let record = &mut event["Records"][0];
                 record["messageId"] = format!("cold-start-{id}").into();
@@ -537,7 +537,7 @@ fn median(values: &[u64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) as f64 / 2.0
     } else {
         sorted[mid] as f64
