@@ -14,23 +14,35 @@ CARGO   ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# pip lists each package as it goes; the banner says how long the whole takes.
 $(STAMP): requirements-dev.txt
+	@echo "== Installing the Python tools into $(VENV) (moto, cfn-lint, SAM CLI, AWS CLI, parliament," >&2
+	@echo "== duckdb, sqlglot; pinned in requirements-dev.txt): about 2 minutes the first time" >&2
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/pip install --progress-bar off --upgrade pip
+	$(VENV)/bin/pip install --progress-bar off -r requirements-dev.txt
 	touch $@
 
-venv: $(STAMP) ## Create .venv with the pinned emulator (moto) and cfn-lint
+venv: $(STAMP) ## Create .venv: the emulator, SAM CLI, AWS CLI and the lint and lake tools
 
 # The harness crate (dev/) runs the shipped handlers; `-p` keeps its extra features out of
 # the shipped crate's own builds.
 DEV := -p pns-cdr-dev
 
-run: $(STAMP) ## Run the whole system locally on the embedded AWS emulator (Ctrl-C stops it)
-	$(CARGO) run --quiet $(DEV) --bin pns-local -- run
+# Cargo shows its own progress; the banner says what the silence-free wait is for.
+BUILD_NOTE := @echo "== Building pns-local (the first build takes about 3 minutes on two cores)" >&2
 
-demo: $(STAMP) ## Start the stack, push the samples in events/, show what landed, stop
-	$(CARGO) run --quiet $(DEV) --bin pns-local -- demo
+# The ports the local stack listens on; the fake recording host takes EMULATOR_PORT + 1.
+WEBHOOK_PORT  ?= 3000
+EMULATOR_PORT ?= 4566
+
+run: $(STAMP) ## Run the whole system locally (WEBHOOK_PORT=3000 EMULATOR_PORT=4566; Ctrl-C stops it)
+	$(BUILD_NOTE)
+	$(CARGO) run $(DEV) --bin pns-local -- run --webhook-port $(WEBHOOK_PORT) --emulator-port $(EMULATOR_PORT)
+
+demo: $(STAMP) ## Start a stack on free ports, push the samples in events/, show what landed, stop
+	$(BUILD_NOTE)
+	$(CARGO) run $(DEV) --bin pns-local -- demo
 
 test: $(STAMP) fmt-check clippy template-lint emulator-check ## Everything CI checks
 	@# Benches run once each as a smoke test, first, so the test summary closes the log.
@@ -56,13 +68,13 @@ iam-check: $(STAMP) ## Hold the calls the last `make test` observed against the 
 	$(IAM_CHECK) --self-test
 
 # dev/scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
-emulator-check: $(STAMP)
+emulator-check: $(STAMP) ## Prove dev/scripts/emulator.py's patch keeps moto's answers
 	$(VENV)/bin/python dev/scripts/check_emulator_patch.py
 
-fmt-check:
+fmt-check: ## cargo fmt --check
 	$(CARGO) fmt --all -- --check
 
-clippy:
+clippy: ## cargo clippy on every target, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Offline, no AWS credentials: sam validate --lint only runs cfn-lint (telemetry off), and
@@ -90,17 +102,19 @@ test-faults: $(STAMP) ## Fault matrix (10x load) + 1 000 000 hostile inputs; pri
 
 # STACK=<name>: a deployed stack, found by its outputs. Without it, the local stack `make run`
 # serves in another terminal (this target starts none).
-smoke: ## Prove a stack end to end: canary pushes, stored, evented; STACK=<name> for a deployed one
+smoke: ## Prove a stack end to end: canary pushes, stored, evented; STACK=<name> for a deployed one (else the ports of make run)
 	@if [[ -n "$${STACK:-}" ]]; then \
-	  $(CARGO) run --quiet -p pnsctl -- --stack "$$STACK" smoke; \
+	  $(CARGO) run -p pnsctl -- --stack "$$STACK" smoke; \
 	else \
-	  AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:4566} $(CARGO) run --quiet -p pnsctl -- smoke; \
+	  AWS_ENDPOINT_URL=$${AWS_ENDPOINT_URL:-http://127.0.0.1:$(EMULATOR_PORT)} \
+	  PNS_WEBHOOK_URL=$${PNS_WEBHOOK_URL:-http://127.0.0.1:$(WEBHOOK_PORT)/pns/call-result} \
+	  $(CARGO) run -p pnsctl -- smoke; \
 	fi
 
 # The retry storm after a 55-minute outage at the template's default throttle, at the peak
 # rate docs/capacity.md says it absorbs; prints one verdict line, fails if a push is lost.
 test-storm: ## The retry storm after a 55-min outage at the default throttle (docs/capacity.md)
-	$(CARGO) run --quiet $(DEV) --bin pns-sim -- storm --rate 3.2 --outage-minutes 55 --minute 4s
+	$(CARGO) run $(DEV) --bin pns-sim -- storm --rate 3.2 --outage-minutes 55 --minute 4s
 
 FUZZ_TIME  ?= 60
 CARGO_FUZZ := $(CURDIR)/.tools/bin/cargo-fuzz
@@ -122,9 +136,9 @@ bench-cpu: ## Webhook CPU per push and publisher CPU per record against serde_js
 
 # The release builds every whole-process measurement uses (LTO: several minutes on 2 cores).
 # Two commands: the functions are built exactly as they ship, without the harness's features.
-bench-release:
-	$(CARGO) build --release --quiet --bin webhook --bin archiver --bin publisher
-	$(CARGO) build --release --quiet $(DEV) --bin pns-local --bin pns-bench
+bench-release: ## The release builds the whole-process benchmarks use
+	$(CARGO) build --release --bin webhook --bin archiver --bin publisher
+	$(CARGO) build --release $(DEV) --bin pns-local --bin pns-bench
 
 bench-cold-start: $(STAMP) bench-release ## Release webhook/archiver/publisher: start to first answer, peak RSS (20 starts)
 	target/release/pns-bench cold-start --runs 20
@@ -146,8 +160,9 @@ PKG_STAMP := $(PKG_VENV)/.installed
 LAMBDAS   := webhook archiver reconciler publisher pretraffic
 
 $(PKG_STAMP): requirements-package.txt
+	@echo "== Installing cargo-lambda and Zig into $(PKG_VENV) (requirements-package.txt): about a minute" >&2
 	$(PYTHON) -m venv $(PKG_VENV)
-	$(PKG_VENV)/bin/pip install --quiet -r requirements-package.txt
+	$(PKG_VENV)/bin/pip install --progress-bar off -r requirements-package.txt
 	touch $@
 
 package: $(PKG_STAMP) ## Build the arm64 Lambda zips (target/lambda/<function>/bootstrap.zip) and print their sizes

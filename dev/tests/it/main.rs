@@ -6,6 +6,7 @@ mod common;
 mod archiver;
 mod events;
 mod faults;
+mod local;
 mod logs;
 mod ops;
 mod pretraffic;
