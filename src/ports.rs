@@ -79,16 +79,18 @@ pub trait RecordStore: Send + Sync {
         id: i64,
         archived: &ArchivedRecording,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
-    /// Marks a PENDING recording failed for good. `false`: no such record, or not PENDING.
+    /// Marks a PENDING recording failed for good, as `job` decided. `false`: no such record,
+    /// not PENDING, or a newer job superseded `job` (the record was re-archived since).
     fn mark_failed(
         &self,
-        id: i64,
+        job: &RecordingJob,
         reason: &str,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
-    /// Records why the latest attempt failed while the job is retried (status stays PENDING).
+    /// Records why `job`'s latest attempt failed while it is retried (status stays PENDING);
+    /// nothing when a newer job superseded it.
     fn note_attempt(
         &self,
-        id: i64,
+        job: &RecordingJob,
         reason: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
     /// Notes on a PENDING record what the multipart copy about to complete holds.
@@ -97,13 +99,15 @@ pub trait RecordStore: Send + Sync {
         id: i64,
         copy: &CopyChecksum,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
-    /// Puts a record's recording back to PENDING under `key`, provided the record still
-    /// holds `url` and has no other key. `false`: the record changed (or does not exist).
+    /// Puts a record's recording back to PENDING under `key` from `since` (epoch ms: jobs
+    /// queued before it are superseded), provided the record still holds `url` and has no
+    /// other key. `false`: the record changed (or does not exist).
     fn reset_to_pending(
         &self,
         id: i64,
         url: &str,
         key: &str,
+        since: i64,
     ) -> impl Future<Output = Result<bool, PortError>> + Send;
 }
 

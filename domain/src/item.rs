@@ -176,11 +176,15 @@ pub struct StoredRecord {
     pub recording_bytes: Option<u64>,
     pub received_at_epoch: Option<i64>,
     pub recording_attempts: Option<u32>,
+    /// Why the latest attempt failed (PENDING), or why the copy failed for good (FAILED).
+    pub recording_error: Option<String>,
     pub start_at: Option<i64>,
     /// Noted before a multipart copy completed: its digest, size and the object's ETag.
     pub copy_sha256: Option<String>,
     pub copy_bytes: Option<u64>,
     pub copy_etag: Option<String>,
+    /// Set by `pnsctl rearchive` (epoch ms): jobs queued before it are superseded.
+    pub pending_since: Option<i64>,
 }
 
 impl StoredRecord {

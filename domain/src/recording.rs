@@ -47,6 +47,37 @@ pub struct RecordingJob {
     pub url: String,
     /// The S3 key the recording goes to.
     pub key: String,
+    /// When the job was queued, in epoch milliseconds (0 in jobs sent before it existed).
+    /// A record re-archived later counts only the jobs queued since (`pendingSince`).
+    #[serde(default, rename = "queuedAt")]
+    pub queued_at: i64,
+}
+
+impl RecordingJob {
+    pub fn new(
+        id: i64,
+        url: impl Into<String>,
+        key: impl Into<String>,
+        queued_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            url: url.into(),
+            key: key.into(),
+            queued_at: epoch_ms(queued_at),
+        }
+    }
+
+    /// Whether a record re-archived at `pending_since` (epoch ms) has handed its recording to
+    /// a newer job: this one must then neither copy nor decide anything.
+    pub fn is_superseded(&self, pending_since: Option<i64>) -> bool {
+        pending_since.is_some_and(|since| self.queued_at < since)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// Deliveries of one job before the queue moves it to the dead-letter queue

@@ -10,12 +10,13 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
-use pns_cdr::domain::recording::{recording_key, RecordingJob};
+use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::ports::{
     BindingErrorLookup, DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore,
 };
 use pns_cdr::telemetry::ErrorChain;
 
+pub mod hint;
 pub mod lake;
 pub mod smoke;
 pub mod stack;
@@ -33,6 +34,16 @@ pub enum OpsError {
     BindingErrorNotFound(String),
     #[error("record {0} has no recording to archive")]
     NoRecording(i64),
+    #[error(
+        "record {id} is PENDING: its job is still being tried ({attempts} failed attempts{last}); \
+         `pnsctl rearchive --force {id}` queues a new job that supersedes it"
+    )]
+    InFlight {
+        id: i64,
+        attempts: u32,
+        /// `, the last: <reason>` or nothing.
+        last: String,
+    },
     #[error("record {0} changed while it was being re-archived; run the command again")]
     Changed(i64),
     #[error("record {id} is PENDING again but its job was not queued; run rearchive again")]
@@ -131,13 +142,25 @@ pub async fn redrive(
 
 /// Puts a record's recording back to PENDING and queues its job. Works from FAILED and
 /// ARCHIVED alike (the operator's explicit choice); a record the webhook refused has no key
-/// yet, so it gets the one the webhook would have given it.
+/// yet, so it gets the one the webhook would have given it. A PENDING record has a job in
+/// flight: refused unless `force`. Either way the new job supersedes every older one (the
+/// record's `pendingSince`), so an older job that gives up cannot mark the record FAILED.
 pub async fn rearchive(
     records: &impl RecordStore,
     queue: &impl JobQueue,
     id: i64,
+    force: bool,
 ) -> Result<RecordingJob> {
     let stored = records.get(id).await?.ok_or(OpsError::NotFound(id))?;
+    if stored.status() == Some(RecordingStatus::Pending) && !force {
+        return Err(OpsError::InFlight {
+            id,
+            attempts: stored.recording_attempts.unwrap_or(0),
+            last: (stored.recording_error.as_deref())
+                .map(|reason| format!(", the last: {reason}"))
+                .unwrap_or_default(),
+        });
+    }
     let pushed_url = stored.record_file.clone().unwrap_or_default();
     let url = stored
         .record_file
@@ -156,10 +179,10 @@ pub async fn rearchive(
             recording_key(id, stored.start_at, received_at, &url)
         }
     };
-    if !records.reset_to_pending(id, &pushed_url, &key).await? {
+    let job = RecordingJob::new(id, url, key, OffsetDateTime::now_utc());
+    if !(records.reset_to_pending(id, &pushed_url, &job.key, job.queued_at)).await? {
         return Err(OpsError::Changed(id));
     }
-    let job = RecordingJob { id, url, key };
     if let Err(source) = queue.send(&job).await {
         warn!(id, outcome = "not_queued", error = %ErrorChain(&source), "record is PENDING without a job");
         return Err(OpsError::NotQueued { id, source });

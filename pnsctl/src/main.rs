@@ -14,7 +14,7 @@ use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::{AwsConfig, OpsConfig};
 use pns_cdr::domain::events::PhoneNumbers;
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
-use pnsctl::{lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
+use pnsctl::{hint, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
 /// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish, report and smoke.
@@ -23,7 +23,7 @@ use serde_json::Value;
     name = "pnsctl",
     override_usage = "pnsctl <COMMAND>
        pnsctl redrive [--max N]
-       pnsctl rearchive <id>
+       pnsctl rearchive [--force] <id>
        pnsctl show <id>
        pnsctl show-call <callId>
        pnsctl binding-error <requestId>
@@ -55,10 +55,15 @@ enum Command {
         #[arg(long, default_value_t = DEFAULT_REDRIVE_MAX)]
         max: usize,
     },
-    /// Put a record's recording back to PENDING and queue its job.
+    /// Put a record's recording back to PENDING and queue its job. A record still PENDING
+    /// is refused: its job is being tried.
     Rearchive {
         /// The NXCLOUD record id.
         id: i64,
+        /// Re-archive a PENDING record too: the new job supersedes the one being tried, so
+        /// only the new job's outcome counts.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a record as JSON.
     Show {
@@ -80,11 +85,12 @@ enum Command {
         /// The masked number (DID) dialled.
         #[arg(long)]
         did: String,
-        /// Only this UTC day's.
-        #[arg(long, value_parser = parse_day)]
+        /// Only this UTC day's, as YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day)]
         day: Option<time::Date>,
     },
-    /// POST a saved push body to the webhook, as NXCLOUD would, and print the answer.
+    /// POST a saved push body to the webhook, as NXCLOUD would, and print the answer; exits
+    /// non-zero unless the webhook answered 200.
     Replay {
         /// The webhook URL with its `?token=`; printed without the query.
         url: String,
@@ -127,8 +133,13 @@ struct ReplayBody {
 
 fn main() -> ExitCode {
     let mut process = pns_cdr::config::ProcessConfig::from_env();
-    // Results go to stdout (`pnsctl show 45 | jq`), logs to stderr, quiet unless RUST_LOG asks.
-    process.log.filter.get_or_insert_with(|| "warn".into());
+    // Results go to stdout (`pnsctl show 45 | jq`), logs to stderr, quiet unless RUST_LOG asks:
+    // the SDK's own warnings (the instance metadata service it tries for credentials) would
+    // bury the one line that says what to set.
+    process
+        .log
+        .filter
+        .get_or_insert_with(|| "off,pnsctl=warn,pns_cdr=warn".into());
     pns_cdr::telemetry::init(&process.log);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -149,9 +160,30 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            // Every cause once: the errors keep their causes as sources, not in their text.
-            eprintln!("pnsctl: {e:#}");
+            let target = hint::Target {
+                endpoint: process.aws.endpoint_url.as_deref(),
+            };
+            match hint::for_error(&e, target) {
+                Some(hint) => {
+                    tracing::debug!(error = format!("{e:#}"), "failed");
+                    eprintln!("pnsctl: {hint}");
+                }
+                // Every cause once: the errors keep their causes as sources, not in their text.
+                None => eprintln!("pnsctl: {e:#}"),
+            }
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// Whether the verb calls AWS (or the emulator): a replay of a local file only POSTs,
+    /// and `report` says itself that it needs the local stack.
+    fn calls_aws(&self) -> bool {
+        match self {
+            Command::Replay { body, .. } => body.file.is_none(),
+            Command::Report { .. } => false,
+            _ => true,
         }
     }
 }
@@ -184,6 +216,9 @@ fn python(config: &OpsConfig) -> String {
 async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::Result<String> {
     let mut config = OpsConfig::from_env();
     let clients = AwsClients::load(aws).await?;
+    if aws.endpoint_url.is_none() && command.calls_aws() {
+        hint::check_aws(&clients.config).await?;
+    }
     if let Some(stack) = stack {
         let cloudformation = aws_sdk_cloudformation::Client::new(&clients.config);
         pnsctl::stack::apply(&cloudformation, stack, &mut config).await?;
@@ -208,9 +243,9 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
             progress.finish_and_clear();
             format!("moved {} messages from the DLQ back to the queue", moved?)
         }
-        Command::Rearchive { id } => {
+        Command::Rearchive { id, force } => {
             let queue = job_queue().await?;
-            let job = pnsctl::rearchive(&records, &queue, id).await?;
+            let job = pnsctl::rearchive(&records, &queue, id, force).await?;
             format!("record {} is PENDING; job queued for {}", job.id, job.key)
         }
         Command::Show { id } => format!("{:#}", Value::Object(pnsctl::show(&records, id).await?)),
@@ -351,12 +386,18 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
             };
             let objects = S3ObjectStore::new(clients.s3.clone(), &config.bucket);
             let answer = pnsctl::replay(&objects, &url, &source).await?;
-            format!(
+            let text = format!(
                 "POST {} -> {}\n{}",
                 redact_url(&url),
                 answer.status,
                 answer.body
-            )
+            );
+            if answer.status != 200 {
+                // NXCLOUD would retry this push: the answer is printed, and the exit says so.
+                println!("{text}");
+                anyhow::bail!("the webhook answered {}, not 200", answer.status);
+            }
+            text
         }
     })
 }

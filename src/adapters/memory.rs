@@ -41,19 +41,17 @@ impl MemoryRecordStore {
         serde_json::from_value(Value::Object(item.to_json())).unwrap_or_default()
     }
 
+    /// As DynamoDB's conditional update: applies when `condition` holds on the stored item.
     fn update(
         &self,
         id: i64,
-        only_if_pending: bool,
+        condition: impl FnOnce(&RecordItem) -> bool,
         apply: impl FnOnce(&mut RecordItem),
     ) -> Result<bool, PortError> {
         injected("UpdateItem", &self.fail_next)?;
         let mut items = self.items.lock().expect("not poisoned");
         match items.get_mut(&id) {
-            Some(item)
-                if !only_if_pending
-                    || item.get("recordingStatus") == Some(&Value::from("PENDING")) =>
-            {
+            Some(item) if condition(item) => {
                 apply(item);
                 self.writes.fetch_add(1, Ordering::SeqCst);
                 Ok(true)
@@ -61,6 +59,16 @@ impl MemoryRecordStore {
             _ => Ok(false),
         }
     }
+}
+
+fn pending(item: &RecordItem) -> bool {
+    item.get("recordingStatus") == Some(&Value::from("PENDING"))
+}
+
+/// PENDING, and not re-archived since `job` was queued.
+fn current_job(item: &RecordItem, job: &RecordingJob) -> bool {
+    let since = item.get("pendingSince").and_then(Value::as_i64);
+    pending(item) && !job.is_superseded(since)
 }
 
 impl RecordStore for MemoryRecordStore {
@@ -100,32 +108,44 @@ impl RecordStore for MemoryRecordStore {
         id: i64,
         archived: &ArchivedRecording,
     ) -> Result<bool, PortError> {
-        self.update(id, false, |item| {
-            item.insert("recordingStatus", "ARCHIVED".into());
-            item.insert("recordingKey", archived.key.clone().into());
-            item.insert("recordingBytes", archived.bytes.into());
-            item.insert("recordingSha256", archived.sha256.clone().into());
-            item.remove("pending");
-        })
+        self.update(
+            id,
+            |_| true,
+            |item| {
+                item.insert("recordingStatus", "ARCHIVED".into());
+                item.insert("recordingKey", archived.key.clone().into());
+                item.insert("recordingBytes", archived.bytes.into());
+                item.insert("recordingSha256", archived.sha256.clone().into());
+                item.remove("pending");
+            },
+        )
     }
 
-    async fn mark_failed(&self, id: i64, reason: &str) -> Result<bool, PortError> {
-        self.update(id, true, |item| {
-            item.insert("recordingStatus", "FAILED".into());
-            item.insert("recordingError", reason.into());
-            item.remove("pending");
-        })
+    async fn mark_failed(&self, job: &RecordingJob, reason: &str) -> Result<bool, PortError> {
+        self.update(
+            job.id,
+            |item| current_job(item, job),
+            |item| {
+                item.insert("recordingStatus", "FAILED".into());
+                item.insert("recordingError", reason.into());
+                item.remove("pending");
+            },
+        )
     }
 
-    async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
-        self.update(id, true, |item| {
-            item.insert("recordingError", reason.into());
-        })
+    async fn note_attempt(&self, job: &RecordingJob, reason: &str) -> Result<(), PortError> {
+        self.update(
+            job.id,
+            |item| current_job(item, job),
+            |item| {
+                item.insert("recordingError", reason.into());
+            },
+        )
         .map(drop)
     }
 
     async fn note_copy(&self, id: i64, copy: &CopyChecksum) -> Result<(), PortError> {
-        self.update(id, true, |item| {
+        self.update(id, pending, |item| {
             item.insert("copySha256", copy.sha256.clone().into());
             item.insert("copyBytes", copy.bytes.into());
             item.insert("copyEtag", copy.etag.clone().into());
@@ -133,7 +153,13 @@ impl RecordStore for MemoryRecordStore {
         .map(drop)
     }
 
-    async fn reset_to_pending(&self, id: i64, url: &str, key: &str) -> Result<bool, PortError> {
+    async fn reset_to_pending(
+        &self,
+        id: i64,
+        url: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<bool, PortError> {
         injected("UpdateItem", &self.fail_next)?;
         let mut items = self.items.lock().expect("not poisoned");
         let Some(item) = items.get_mut(&id) else {
@@ -146,6 +172,7 @@ impl RecordStore for MemoryRecordStore {
         item.insert("recordingStatus", "PENDING".into());
         item.insert("pending", "PENDING".into());
         item.insert("recordingKey", key.into());
+        item.insert("pendingSince", since.into());
         for gone in [
             "recordingError",
             "failedAt",

@@ -54,6 +54,7 @@ pub struct Reconciler<P, Q> {
 
 impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
     pub async fn run(&self, now: OffsetDateTime) -> Result<ReconcileReport, PortError> {
+        let queued_at = now;
         let now = now.unix_timestamp();
         let cutoff = now - self.settings.requeue_after.as_secs() as i64;
         let overdue_cutoff = now - self.settings.overdue_after.as_secs() as i64;
@@ -70,11 +71,7 @@ impl<P: PendingRecords, Q: JobQueue> Reconciler<P, Q> {
             ..ReconcileReport::default()
         };
         for record in waiting {
-            let job = RecordingJob {
-                id: record.id,
-                url: record.url,
-                key: record.key,
-            };
+            let job = RecordingJob::new(record.id, record.url, record.key, queued_at);
             match self.queue.send(&job).await {
                 Ok(()) => report.requeued += 1,
                 Err(e) => {

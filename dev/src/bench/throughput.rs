@@ -165,13 +165,9 @@ async fn raw_floor(
         let item: std::collections::HashMap<String, AttributeValue> =
             serde_dynamo::to_item(record_item(push, now, &plan).to_json())?;
         let job = match (&plan, url) {
-            (RecordingPlan::Pending { key }, Some(url)) => {
-                Some(serde_json::to_string(&RecordingJob {
-                    id: record.id,
-                    url,
-                    key: key.clone(),
-                })?)
-            }
+            (RecordingPlan::Pending { key }, Some(url)) => Some(serde_json::to_string(
+                &RecordingJob::new(record.id, url, key.clone(), now),
+            )?),
             _ => None,
         };
         let request = Arc::new((item, job));

@@ -280,7 +280,7 @@ pub async fn archive_one(mut options: LocalOptions, size: u64) -> anyhow::Result
     let started = Instant::now();
     let outcome = stack
         .archiver
-        .archive(&RecordingJob { id, url, key }, None)
+        .archive(&RecordingJob::new(id, url, key, now), None)
         .await;
     let elapsed = started.elapsed();
     let Outcome::Archived { bytes, sha256 } = outcome else {

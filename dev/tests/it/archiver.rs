@@ -36,11 +36,7 @@ async fn pending(stack: &LocalStack, id: i64, url: &str) -> RecordingJob {
         &RecordingPlan::Pending { key: key.clone() },
     );
     stack.record_store().put_new(item).await.unwrap();
-    RecordingJob {
-        id,
-        url: url.to_owned(),
-        key,
-    }
+    RecordingJob::new(id, url, key, now)
 }
 
 /// Pushes through the webhook over HTTP, like NXCLOUD.
@@ -742,7 +738,10 @@ async fn a_multipart_object_left_by_a_crash_is_adopted_without_downloading() {
     // The state a crash between the completion and the record's update leaves: the object
     // is there, the record PENDING (as pnsctl rearchive also leaves it).
     let records = DynamoRecordStore::new(stack.clients.dynamodb.clone(), &stack.names.table);
-    assert!(records.reset_to_pending(999, &url, &job.key).await.unwrap());
+    assert!(records
+        .reset_to_pending(999, &url, &job.key, job.queued_at)
+        .await
+        .unwrap());
     let again = stack.archiver.archive(&job, None).await;
     assert_eq!(
         again,

@@ -2,6 +2,7 @@
 
 use crate::common;
 
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use std::collections::HashSet;
 use std::error::Error as _;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
 use pns_cdr::config::QueueRef;
+use pns_cdr::domain::recording::{RecordingJob, MAX_DELIVERIES};
+use pns_cdr::ports::{JobQueue, RecordStore};
 use pns_cdr_dev::local::fake_nxcloud::SampleRecording;
 use pns_cdr_dev::local::{LocalStack, LOCAL_TOKEN};
 use pnsctl::{self as ops, BodySource, OpsError};
@@ -44,8 +47,9 @@ impl Tools {
     async fn rearchive(
         &self,
         id: i64,
+        force: bool,
     ) -> Result<pns_cdr::domain::recording::RecordingJob, OpsError> {
-        ops::rearchive(&self.records, &self.queue, id).await
+        ops::rearchive(&self.records, &self.queue, id, force).await
     }
 
     async fn show(&self, id: i64) -> Result<Value, OpsError> {
@@ -151,7 +155,7 @@ async fn rearchive_puts_a_failed_recording_back_and_the_archiver_copies_it() {
     assert_eq!(failed["recordingStatus"], "FAILED", "{failed}");
     assert!(failed.get("failedAt").is_some());
 
-    let job = ops.rearchive(10).await.unwrap();
+    let job = ops.rearchive(10, false).await.unwrap();
     assert_eq!(job.id, 10);
     assert_eq!(job.url, url);
     assert_eq!(job.key, "recordings/2022/12/19/10.mp3");
@@ -172,7 +176,11 @@ async fn rearchive_puts_a_failed_recording_back_and_the_archiver_copies_it() {
     assert_eq!(keys(&stack, "recordings/").await, vec![job.key.clone()]);
 
     // An archived record can be re-archived too: same key, same bytes, ARCHIVED again.
-    assert_eq!(ops.rearchive(10).await.unwrap(), job);
+    let again = ops.rearchive(10, false).await.unwrap();
+    assert_eq!(
+        (again.id, &again.url, &again.key),
+        (job.id, &job.url, &job.key)
+    );
     assert_eq!(
         item(&stack, 10).await.unwrap()["recordingStatus"],
         "PENDING"
@@ -181,6 +189,90 @@ async fn rearchive_puts_a_failed_recording_back_and_the_archiver_copies_it() {
     let again = item(&stack, 10).await.unwrap();
     assert_eq!(again["recordingStatus"], "ARCHIVED");
     assert_eq!(again["recordingSha256"], expected.as_str());
+    assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
+}
+
+#[tokio::test]
+async fn rearchive_of_a_pending_record_supersedes_its_job_and_the_record_ends_archived() {
+    let stack = stack().await;
+    let ops = tools(&stack).await;
+    // Not ready for the first two requests: the job in flight is being retried.
+    let url = stack.recordings.url("late", 4096, "fail=2");
+    assert_eq!(push(&stack, push_body(60, &url)).await.0, 200);
+    let first = drain_bodies(&stack).await;
+    assert_eq!(first.len(), 1);
+    let old: RecordingJob = serde_json::from_value(first[0].clone()).unwrap();
+    ops.queue.send(&old).await.unwrap();
+    assert_eq!(stack.poll_once().await.unwrap(), 1);
+    let retried = item(&stack, 60).await.unwrap();
+    assert_eq!(retried["recordingStatus"], "PENDING", "{retried}");
+    assert_eq!(retried["recordingAttempts"], 1, "{retried}");
+
+    // Refused, with the reason and the way out, through the library and the binary.
+    let refused = ops.rearchive(60, false).await.unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            OpsError::InFlight {
+                id: 60,
+                attempts: 1,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let out = common::pnsctl(&stack, &["rearchive", "60"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is PENDING") && stderr.contains("pnsctl rearchive --force 60"),
+        "{stderr}"
+    );
+    assert_eq!(
+        item(&stack, 60).await.unwrap(),
+        retried,
+        "refusal changes nothing"
+    );
+
+    let out = common::pnsctl(&stack, &["rearchive", "--force", "60"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let forced = item(&stack, 60).await.unwrap();
+    assert_eq!(forced["recordingStatus"], "PENDING");
+    let since = forced["pendingSince"].as_i64().expect("pendingSince set");
+    assert!(since >= old.queued_at, "{forced}");
+    assert!(forced.get("recordingAttempts").is_none(), "{forced}");
+
+    // The old job, on its last delivery, gives up: it is no longer the record's to fail.
+    let mut event = SqsEvent::default();
+    let mut message = SqsMessage::default();
+    message.message_id = Some("old-job".into());
+    message.body = Some(serde_json::to_string(&old).unwrap());
+    message
+        .attributes
+        .insert("ApproximateReceiveCount".into(), MAX_DELIVERIES.to_string());
+    event.records.push(message);
+    let response = stack.archiver.handle_batch(event, None).await;
+    assert!(response.batch_item_failures.is_empty(), "acknowledged");
+    assert!(!ops.records.mark_failed(&old, "gave up").await.unwrap());
+    let after_old = item(&stack, 60).await.unwrap();
+    assert_eq!(after_old["recordingStatus"], "PENDING", "{after_old}");
+    assert!(after_old.get("recordingError").is_none(), "{after_old}");
+
+    // The queue now holds the old job (its retry) and the new one: the old is skipped, the
+    // new one retries until the host answers, and the record ends ARCHIVED.
+    for _ in 0..10 {
+        if queue_depth(&stack, &stack.queues.queue_url).await == 0 {
+            break;
+        }
+        stack.poll_once().await.unwrap();
+    }
+    let archived = item(&stack, 60).await.unwrap();
+    assert_eq!(archived["recordingStatus"], "ARCHIVED", "{archived}");
+    assert_eq!(
+        archived["recordingSha256"],
+        SampleRecording::new(1, 4096).sha256().as_str()
+    );
     assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
 }
 
@@ -194,14 +286,14 @@ async fn rearchive_of_a_refused_url_gets_the_key_the_webhook_would_have_given() 
     assert!(refused.get("recordingKey").is_none(), "{refused}");
     assert_eq!(queue_depth(&stack, &stack.queues.queue_url).await, 0);
 
-    let job = tools(&stack).await.rearchive(11).await.unwrap();
+    let job = tools(&stack).await.rearchive(11, false).await.unwrap();
     assert_eq!(job.key, "recordings/2022/12/19/11.mp3");
     let pending = item(&stack, 11).await.unwrap();
     assert_eq!(pending["recordingStatus"], "PENDING");
     assert_eq!(pending["recordingKey"], job.key.as_str());
     assert_eq!(
         drain_bodies(&stack).await,
-        vec![json!({"id": 11, "url": url, "key": job.key})]
+        vec![json!({"id": 11, "url": url, "key": job.key, "queuedAt": job.queued_at})]
     );
 }
 
@@ -213,10 +305,10 @@ async fn rearchive_refuses_a_missing_record_and_one_without_recording() {
     let before = item(&stack, 12).await.unwrap();
     assert_eq!(before["recordingStatus"], "NONE");
 
-    let missing = ops.rearchive(999).await.unwrap_err();
+    let missing = ops.rearchive(999, false).await.unwrap_err();
     assert!(matches!(missing, OpsError::NotFound(999)), "{missing:?}");
     assert_eq!(missing.to_string(), "record 999 not found");
-    let none = ops.rearchive(12).await.unwrap_err();
+    let none = ops.rearchive(12, false).await.unwrap_err();
     assert!(matches!(none, OpsError::NoRecording(12)), "{none:?}");
 
     assert_eq!(item(&stack, 12).await.unwrap(), before, "record untouched");
@@ -353,14 +445,16 @@ async fn the_pnsctl_binary_shows_a_record_and_redrives() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("GetItem failed") && stderr.contains("ResourceNotFoundException"),
+        stderr.starts_with("pnsctl: a table was not found")
+            && stderr.contains("set PNS_TABLE_NAME"),
         "{stderr}"
     );
 
     let out = common::pnsctl(&stack, &["--help"]).await;
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("rearchive <id>"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rearchive [--force] <id>"));
     let out = common::pnsctl(&stack, &["frobnicate"]).await;
     assert_eq!(out.status.code(), Some(1));
     // clap writes the usage line capitalised.
@@ -413,4 +507,121 @@ async fn the_pnsctl_binary_shows_binding_errors_by_id_and_by_did_and_day() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "a day is YYYY-MM-DD");
+}
+
+/// pnsctl with none of the developer's AWS settings: no region, no credentials, no profile,
+/// no instance metadata service (so nothing is tried over the network).
+fn bare_pnsctl(args: &[&str], home: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(common::pnsctl_binary());
+    command.args(args).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"));
+    command
+}
+
+#[tokio::test]
+async fn the_pnsctl_binary_pipes_and_says_what_to_set_or_start() {
+    let stack = stack().await;
+    assert_eq!(push(&stack, push_body(70, "")).await.0, 200);
+
+    // Data on stdout, logs on stderr, no escape codes in either when they are not terminals.
+    let out = common::pnsctl_with(&stack, &["show", "70"], &[("RUST_LOG", "debug")]).await;
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON only");
+    assert_eq!(printed["id"], 70);
+    assert!(!out.stderr.is_empty(), "debug logs go to stderr");
+    for stream in [&out.stdout, &out.stderr] {
+        assert!(!stream.contains(&0x1b), "escape codes");
+    }
+    // Quiet by default: only the data.
+    let out = common::pnsctl(&stack, &["show", "70"]).await;
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let one_line = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        stderr
+    };
+    // No endpoint, no region: where the local stack is, and what AWS needs.
+    let out = bare_pnsctl(&["show", "45"], home.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_line(&out);
+    assert!(
+        stderr.contains("AWS_REGION") && stderr.contains("AWS_ENDPOINT_URL=http://127.0.0.1:4566"),
+        "{stderr}"
+    );
+    // A region but no credentials.
+    let out = bare_pnsctl(&["show", "45"], home.path())
+        .env("AWS_REGION", "eu-west-1")
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_line(&out);
+    assert!(
+        stderr.contains("no AWS credentials")
+            && stderr.contains("AWS_PROFILE")
+            && stderr.contains("AWS_ENDPOINT_URL"),
+        "{stderr}"
+    );
+    // The local stack stopped: nothing listens at the endpoint.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let out = bare_pnsctl(&["show", "45"], home.path())
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = one_line(&out);
+    assert!(
+        stderr.contains(&format!("nothing answers at http://127.0.0.1:{closed}"))
+            && stderr.contains("make run"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_pnsctl_binary_replay_fails_unless_the_webhook_answers_200() {
+    let stack = stack().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("push.json");
+    std::fs::write(&file, push_body(80, "")).unwrap();
+    let file = file.to_str().unwrap();
+    let wrong = format!("{}?token=wrong", stack.webhook_url);
+    // A replay of a file calls no AWS API: it needs no AWS settings.
+    let out = bare_pnsctl(&["replay", &wrong, "--file", file], dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("-> 401"), "the answer is printed: {stdout}");
+    assert!(!stdout.contains("wrong"), "no token printed: {stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("answered 401, not 200"), "{stderr}");
+    assert!(item(&stack, 80).await.is_none());
+
+    let out = bare_pnsctl(&["replay", &endpoint(&stack), "--file", file], dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-> 200"));
+    assert_eq!(item(&stack, 80).await.unwrap()["id"], 80);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::*;
 use pns_cdr::domain::cdr::CallRecord;
 use pns_cdr::domain::item::{record_item, RecordingPlan};
-use pns_cdr::domain::recording::recording_key;
+use pns_cdr::domain::recording::{recording_key, RecordingJob};
 use pns_cdr::handlers::reconciler::ReconcileReport;
 use pns_cdr::ports::RecordStore;
 use pns_cdr_dev::local::fake_nxcloud::SampleRecording;
@@ -15,7 +15,13 @@ use pns_cdr_dev::local::{LocalOptions, LocalStack};
 use time::OffsetDateTime;
 
 /// A PENDING record whose job was lost: stored, never queued.
-async fn orphan(stack: &LocalStack, id: i64, url: &str, received_at: OffsetDateTime) {
+/// Stores a PENDING record whose job was lost, and returns the job it would have had.
+async fn orphan(
+    stack: &LocalStack,
+    id: i64,
+    url: &str,
+    received_at: OffsetDateTime,
+) -> RecordingJob {
     let push = CallRecord::parse(push_body(id, url).as_bytes()).unwrap();
     let key = recording_key(id, push.record.start_at, received_at, url);
     stack
@@ -23,10 +29,11 @@ async fn orphan(stack: &LocalStack, id: i64, url: &str, received_at: OffsetDateT
         .put_new(record_item(
             push,
             received_at,
-            &RecordingPlan::Pending { key },
+            &RecordingPlan::Pending { key: key.clone() },
         ))
         .await
         .unwrap();
+    RecordingJob::new(id, url, key, received_at)
 }
 
 fn options(requeue_after: Duration, max_per_run: usize) -> LocalOptions {
@@ -161,20 +168,20 @@ async fn records_whose_job_went_to_the_dead_letter_queue_are_left_to_a_person() 
         .await
         .unwrap();
     let now = OffsetDateTime::now_utc();
-    orphan(&stack, 21, &stack.recordings.url("tried", 100, ""), now).await;
-    orphan(&stack, 22, &stack.recordings.url("exhausted", 100, ""), now).await;
+    let tried = orphan(&stack, 21, &stack.recordings.url("tried", 100, ""), now).await;
+    let exhausted = orphan(&stack, 22, &stack.recordings.url("exhausted", 100, ""), now).await;
     for _ in 0..pns_cdr::domain::recording::MAX_DELIVERIES {
         stack
             .archiver
             .store
-            .note_attempt(22, "HTTP 503")
+            .note_attempt(&exhausted, "HTTP 503")
             .await
             .unwrap();
     }
     stack
         .archiver
         .store
-        .note_attempt(21, "HTTP 503")
+        .note_attempt(&tried, "HTTP 503")
         .await
         .unwrap();
     // Later than both attempts: neither is in a retry any more.
@@ -193,7 +200,7 @@ async fn records_the_archiver_is_retrying_get_no_second_job() {
         .unwrap();
     let now = OffsetDateTime::now_utc();
     let long_ago = now - time::Duration::hours(2);
-    orphan(
+    let retrying = orphan(
         &stack,
         31,
         &stack.recordings.url("retrying", 100, ""),
@@ -211,7 +218,7 @@ async fn records_the_archiver_is_retrying_get_no_second_job() {
     stack
         .archiver
         .store
-        .note_attempt(31, "HTTP 503")
+        .note_attempt(&retrying, "HTTP 503")
         .await
         .unwrap();
     let report = stack.reconciler.run(now).await.unwrap();
@@ -236,21 +243,23 @@ async fn records_being_retried_do_not_use_up_the_runs_limit() {
         .unwrap();
     let now = OffsetDateTime::now_utc();
     // The three oldest are being retried (a delivery failed just now); two lost jobs after.
+    let mut jobs = Vec::new();
     for (id, age_hours) in [(41, 5), (42, 4), (43, 3), (44, 2), (45, 1)] {
         let received = now - time::Duration::hours(age_hours);
-        orphan(
+        let job = orphan(
             &stack,
             id,
             &stack.recordings.url(&format!("r{id}"), 100, ""),
             received,
         )
         .await;
+        jobs.push(job);
     }
-    for id in [41, 42, 43] {
+    for job in &jobs[..3] {
         stack
             .archiver
             .store
-            .note_attempt(id, "HTTP 503")
+            .note_attempt(job, "HTTP 503")
             .await
             .unwrap();
     }

@@ -10,11 +10,15 @@ use time::OffsetDateTime;
 use super::{get_json, now, put_if_absent, s, scan_received_since, to_json};
 use crate::domain::item::{format_time, RecordItem, StoredRecord};
 use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
-use crate::domain::recording::{RecordingStatus, MAX_DELIVERIES};
+use crate::domain::recording::{RecordingJob, RecordingStatus, MAX_DELIVERIES};
 use crate::ports::{
     ArchivedRecording, CopyChecksum, ItemPage, PendingCounts, PendingRecording, PendingRecords,
     PortError, PutOutcome, ReceivedSince, RecordLookup, RecordStore,
 };
+
+/// A PENDING record whose recording is still the job's (`:queued_at`): not re-archived since.
+const CURRENT_JOB: &str = "attribute_exists(id) AND recordingStatus = :pending \
+     AND (attribute_not_exists(pendingSince) OR pendingSince <= :queued_at)";
 
 /// The call record table (`pns-calls` by default), keyed by the NXCLOUD record `id` (Number).
 #[derive(Clone, Debug)]
@@ -97,16 +101,17 @@ impl RecordStore for DynamoRecordStore {
         self.update("UpdateItem(archived)", request).await
     }
 
-    async fn mark_failed(&self, id: i64, reason: &str) -> Result<bool, PortError> {
+    async fn mark_failed(&self, job: &RecordingJob, reason: &str) -> Result<bool, PortError> {
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", Self::key(id))
+            .key("id", Self::key(job.id))
             .update_expression(
                 "SET recordingStatus = :failed, recordingError = :reason, failedAt = :now REMOVE pending",
             )
-            .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
+            .condition_expression(CURRENT_JOB)
+            .expression_attribute_values(":queued_at", AttributeValue::N(job.queued_at.to_string()))
             .expression_attribute_values(":failed", s(RecordingStatus::Failed.as_str()))
             .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
             .expression_attribute_values(":reason", s(reason))
@@ -114,17 +119,18 @@ impl RecordStore for DynamoRecordStore {
         self.update("UpdateItem(failed)", request).await
     }
 
-    async fn note_attempt(&self, id: i64, reason: &str) -> Result<(), PortError> {
+    async fn note_attempt(&self, job: &RecordingJob, reason: &str) -> Result<(), PortError> {
         let request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("id", Self::key(id))
+            .key("id", Self::key(job.id))
             .update_expression(
                 "SET recordingError = :reason, lastAttemptAt = :now, \
                  recordingAttempts = if_not_exists(recordingAttempts, :zero) + :one",
             )
-            .condition_expression("attribute_exists(id) AND recordingStatus = :pending")
+            .condition_expression(CURRENT_JOB)
+            .expression_attribute_values(":queued_at", AttributeValue::N(job.queued_at.to_string()))
             .expression_attribute_values(":pending", s(RecordingStatus::Pending.as_str()))
             .expression_attribute_values(":reason", s(reason))
             .expression_attribute_values(":now", now())
@@ -149,7 +155,13 @@ impl RecordStore for DynamoRecordStore {
         self.update("UpdateItem(copy)", request).await.map(drop)
     }
 
-    async fn reset_to_pending(&self, id: i64, url: &str, key: &str) -> Result<bool, PortError> {
+    async fn reset_to_pending(
+        &self,
+        id: i64,
+        url: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<bool, PortError> {
         // The condition pins what was read, so the job queued next matches the stored record.
         let request = self
             .client
@@ -157,9 +169,11 @@ impl RecordStore for DynamoRecordStore {
             .table_name(&self.table)
             .key("id", Self::key(id))
             .update_expression(
-                "SET recordingStatus = :pending, #pending = :pending, recordingKey = :key \
+                "SET recordingStatus = :pending, #pending = :pending, recordingKey = :key, \
+                 pendingSince = :since \
                  REMOVE recordingError, failedAt, recordingAttempts, lastAttemptAt",
             )
+            .expression_attribute_values(":since", AttributeValue::N(since.to_string()))
             .condition_expression(
                 "attribute_exists(id) AND recordFile = :url \
                  AND (attribute_not_exists(recordingKey) OR recordingKey = :key)",

@@ -189,6 +189,22 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             )),
             outcome => outcome,
         };
+        // Written before it is reported: a record re-archived meanwhile is not this job's to fail.
+        let outcome = match outcome {
+            Outcome::Failed(reason) => match self.store.mark_failed(&job, &reason).await {
+                Ok(true) => Outcome::Failed(reason),
+                Ok(false) => Outcome::Skipped(format!(
+                    "not marked FAILED ({reason}): the record was decided or re-archived meanwhile"
+                )),
+                Err(e) => {
+                    // The decision is not written yet: deliver again rather than lose it.
+                    warn!(id = job.id, error = %ErrorChain(&e), "could not mark the record failed");
+                    self.delay(message, self.backoff(receive_count)).await;
+                    return Disposition::Redeliver;
+                }
+            },
+            outcome => outcome,
+        };
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &outcome {
             Outcome::Archived { bytes, .. } => metrics::emit(
@@ -237,24 +253,16 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
         }
         match &outcome {
             Outcome::Retry(reason) => {
-                if let Err(e) = self.store.note_attempt(job.id, reason).await {
+                if let Err(e) = self.store.note_attempt(&job, reason).await {
                     warn!(id = job.id, error = %ErrorChain(&e), "could not note the failed attempt");
                 }
                 self.delay(message, self.backoff(receive_count)).await;
                 Disposition::Redeliver
             }
-            Outcome::Failed(reason) => match self.store.mark_failed(job.id, reason).await {
-                Ok(_) => Disposition::Acknowledge,
-                Err(e) => {
-                    // The decision is not written yet: deliver again rather than lose it.
-                    warn!(id = job.id, error = %ErrorChain(&e), "could not mark the record failed");
-                    self.delay(message, self.backoff(receive_count)).await;
-                    Disposition::Redeliver
-                }
-            },
-            Outcome::Archived { .. } | Outcome::AlreadyArchived | Outcome::Skipped(_) => {
-                Disposition::Acknowledge
-            }
+            Outcome::Archived { .. }
+            | Outcome::AlreadyArchived
+            | Outcome::Skipped(_)
+            | Outcome::Failed(_) => Disposition::Acknowledge,
         }
     }
 
@@ -280,6 +288,12 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, R: RecordingSource> Archiver<S
             Ok(None) => return Outcome::Skipped("record not found".into()),
             Err(e) => return Outcome::Retry(ErrorChain(&e).to_string()),
         };
+        if job.is_superseded(stored.pending_since) {
+            // `pnsctl rearchive` queued a newer job for this record: that one counts.
+            return Outcome::Skipped(
+                "superseded by a newer job (the record was re-archived)".into(),
+            );
+        }
         match stored.status() {
             Some(RecordingStatus::Archived) => return Outcome::AlreadyArchived,
             Some(RecordingStatus::Pending) => {}

@@ -174,11 +174,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             },
         };
         let job = match &plan {
-            RecordingPlan::Pending { key } => record.recording_url().map(|url| RecordingJob {
-                id,
-                url: url.to_owned(),
-                key: key.clone(),
-            }),
+            RecordingPlan::Pending { key } => record
+                .recording_url()
+                .map(|url| RecordingJob::new(id, url, key, received_at)),
             _ => None,
         };
         let call_id = record.call_id.clone();
@@ -255,7 +253,11 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         let settled = age >= self.settings.requeue_pending_after.as_secs() as i64;
         if stored.status() == Some(RecordingStatus::Pending) && settled {
             if let (Some(url), Some(key)) = (stored.record_file, stored.recording_key) {
-                if let Err(e) = self.queue.send(&RecordingJob { id, url, key }).await {
+                if let Err(e) = self
+                    .queue
+                    .send(&RecordingJob::new(id, url, key, received_at))
+                    .await
+                {
                     return unavailable(&e);
                 }
             }
