@@ -9,7 +9,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 
-.PHONY: help venv run demo test test-faults test-storm smoke emulator-check iam-check lint fmt-check clippy template-lint bench bench-cpu bench-release bench-cold-start bench-requests bench-throughput bench-events bench-archiver fuzz package deploy clean
+.PHONY: help venv run demo test test-faults test-storm smoke emulator-check iam-check deploy-check lint fmt-check clippy template-lint bench bench-cpu bench-release bench-cold-start bench-requests bench-throughput bench-events bench-archiver fuzz package deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ demo: $(STAMP) ## Start a stack on free ports, push the samples in events/, show
 	$(BUILD_NOTE)
 	$(CARGO) run $(DEV) --bin pns-local -- demo
 
-test: $(STAMP) fmt-check clippy template-lint emulator-check ## Everything CI checks
+test: $(STAMP) fmt-check clippy template-lint emulator-check deploy-check ## Everything CI checks
 	@# Benches run once each as a smoke test, first, so the test summary closes the log.
 	$(CARGO) test --workspace --benches
 	@# The tests run the shipped pnsctl binary, which Cargo builds for its own package only.
@@ -66,6 +66,13 @@ iam-check: $(STAMP) ## Hold the calls the last `make test` observed against the 
 	@[[ -s $(IAM)/calls.jsonl ]] || { echo "no observations in $(IAM): run make test" >&2; exit 1; }
 	$(IAM_CHECK)
 	$(IAM_CHECK) --self-test
+
+# The deployer's policy covers every resource type of the template, and only that; make deploy's
+# preflight fails as it should. Both offline, with their self-tests.
+deploy-check: $(STAMP) ## Hold docs/iam/deployer-policy.json to the template; self-test the deploy preflight
+	$(VENV)/bin/python dev/scripts/deployer_check.py --template template.yaml --policy docs/iam/deployer-policy.json
+	$(VENV)/bin/python dev/scripts/deployer_check.py --template template.yaml --policy docs/iam/deployer-policy.json --self-test
+	$(VENV)/bin/python dev/scripts/preflight.py --self-test
 
 # dev/scripts/emulator.py patches moto's SQS model; this proves the patch keeps moto's answers.
 emulator-check: $(STAMP) ## Prove dev/scripts/emulator.py's patch keeps moto's answers
@@ -173,10 +180,17 @@ package: $(PKG_STAMP) ## Build the arm64 Lambda zips (target/lambda/<function>/b
 	  printf '%-12s %8s bytes  target/lambda/%s/bootstrap.zip\n' $$f "$$(stat -c %s target/lambda/$$f/bootstrap.zip)" $$f; \
 	done
 
-deploy: $(STAMP) $(PKG_STAMP) ## sam build (cargo-lambda from .venv-package) + sam deploy --guided
+# SAM_ENV: the samconfig.toml section the answers of --guided go to (see docs/deploy.md).
+SAM_ENV ?= default
+
+# The preflight stops in seconds what sam deploy would refuse half-way: no credentials, no
+# region, too little Lambda concurrency for the template's reservations.
+deploy: $(STAMP) ## Preflight (credentials, region, concurrency), sam build, sam deploy --guided (SAM_ENV=default)
+	$(VENV)/bin/python dev/scripts/preflight.py --config-env $(SAM_ENV)
+	$(MAKE) --no-print-directory $(PKG_STAMP)
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(PKG_VENV)/bin:$$PATH" $(VENV)/bin/sam build --beta-features
-	$(VENV)/bin/sam deploy --guided
+	$(VENV)/bin/sam deploy --guided --config-env $(SAM_ENV)
 
 clean: ## Remove build output and the virtualenvs
 	$(CARGO) clean

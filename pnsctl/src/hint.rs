@@ -24,8 +24,8 @@ pub struct Hint(pub String);
 pub async fn check_aws(config: &aws_config::SdkConfig) -> Result<(), Hint> {
     if config.region().is_none() {
         return Err(Hint(format!(
-            "no AWS region: set AWS_REGION (or a profile's region with AWS_PROFILE) for a \
-             deployed stack; {LOCAL}"
+            "no AWS region: set AWS_DEFAULT_REGION (or AWS_REGION, or a profile's region with \
+             AWS_PROFILE) for a deployed stack; {LOCAL}"
         )));
     }
     let provider = config.credentials_provider().ok_or_else(no_credentials)?;
