@@ -54,16 +54,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Run(ports) => {
             let recordings_port = ports.emulator_port.checked_add(1).unwrap_or(0);
             // Checked up front: moto's own message on a busy port names no variable.
-            let mut wanted = vec![
-                (ports.webhook_port, "WEBHOOK_PORT"),
-                (
-                    recordings_port,
-                    "EMULATOR_PORT (the recording host takes it + 1)",
-                ),
-            ];
+            let mut wanted = vec![(ports.webhook_port, "WEBHOOK_PORT")];
             if external_emulator.is_none() {
                 wanted.push((ports.emulator_port, "EMULATOR_PORT"));
             }
+            wanted.push((
+                recordings_port,
+                "EMULATOR_PORT (the recording host takes it + 1)",
+            ));
             for (port, variable) in wanted {
                 ensure_free(port, variable)?;
             }

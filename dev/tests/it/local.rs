@@ -37,16 +37,24 @@ impl Drop for Running {
 }
 
 /// Starts `pns-local run` on the ports `make run WEBHOOK_PORT=… EMULATOR_PORT=…` passes and
-/// waits for its banner.
-fn run_on(webhook: u16, emulator: u16) -> Running {
+/// waits for its banner; what it said when it stopped instead.
+fn run_on(webhook: u16, emulator: u16) -> Result<Running, String> {
     let mut child = pns_local()
         .env("WEBHOOK_PORT", webhook.to_string())
         .env("EMULATOR_PORT", emulator.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = said.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            keep.lock().unwrap().push(line);
+        }
+    });
     let running = Running(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -57,15 +65,34 @@ fn run_on(webhook: u16, emulator: u16) -> Running {
     });
     let started = Instant::now();
     let mut banner = Vec::new();
-    while started.elapsed() < Duration::from_secs(60) {
+    // Generous: the whole suite shares two cores with it.
+    while started.elapsed() < Duration::from_secs(180) {
         match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) if line.contains("try: curl") => return running,
+            Ok(line) if line.contains("try: curl") => return Ok(running),
             Ok(line) => banner.push(line),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(_) => break,
         }
     }
-    panic!("pns-local run did not come up: {banner:?}");
+    drop(running);
+    let said = said.lock().unwrap().join("\n");
+    Err(format!("pns-local run did not come up: {banner:?} {said}"))
+}
+
+/// `pns-local run` on free ports. A port found free can be taken by a neighbouring test
+/// before the stack binds it (the recording host's, next to the emulator's, is not even
+/// checked): then other ports are tried.
+fn run_somewhere() -> (Running, u16, u16) {
+    let mut said = Vec::new();
+    for _ in 0..3 {
+        let (webhook, emulator) = (free_port(), free_port());
+        match run_on(webhook, emulator) {
+            Ok(running) => return (running, webhook, emulator),
+            Err(e) if e.contains("is in use") => said.push(e),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{said:?}");
 }
 
 fn text(out: &Output) -> String {
@@ -78,8 +105,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn demo_runs_beside_a_running_stack_and_a_busy_port_names_its_variable() {
-    let (webhook, emulator) = (free_port(), free_port());
-    let running = run_on(webhook, emulator);
+    let (running, webhook, emulator) = run_somewhere();
 
     // The demo takes free ports of its own, the emulator's included.
     let demo = pns_local().arg("demo").output().unwrap();

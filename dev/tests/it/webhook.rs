@@ -59,11 +59,18 @@ async fn new_push_stores_one_readable_item_and_queues_one_job() {
     assert_eq!(item["recordingKey"], "recordings/2022/12/19/45.mp3");
     assert_eq!(item["payloadSha256"].as_str().unwrap().len(), 64);
 
-    let jobs = drain_bodies(&stack).await;
+    let mut jobs = drain_bodies(&stack).await;
+    assert_eq!(jobs.len(), 1);
+    // When it was queued: a record re-archived later counts only newer jobs.
+    let queued_at = jobs[0]["queuedAt"].take();
+    assert!(
+        queued_at.as_i64().unwrap() > 1_700_000_000_000,
+        "{queued_at}"
+    );
     assert_eq!(
         jobs,
         vec![
-            serde_json::json!({"id": 45, "url": RECORDING, "key": "recordings/2022/12/19/45.mp3"})
+            serde_json::json!({"id": 45, "url": RECORDING, "key": "recordings/2022/12/19/45.mp3", "queuedAt": null})
         ]
     );
 }
