@@ -125,6 +125,22 @@ pub trait RecordLookup: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
 }
 
+/// The calls of one binding, for people: `pnsctl calls`.
+pub trait CallsByBinding: Send + Sync {
+    /// The calls of a binding, by the customer's id for it (`customerBindId`), oldest first:
+    /// one index query.
+    fn by_customer_bind_id(
+        &self,
+        customer_bind_id: &str,
+    ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
+    /// The calls of a binding, by NXCLOUD's id for it (`bindId`), oldest first. No index:
+    /// a scan of the whole table, for the rare question that only has this id.
+    fn by_bind_id(
+        &self,
+        bind_id: &str,
+    ) -> impl Future<Output = Result<Vec<Map<String, Value>>, PortError>> + Send;
+}
+
 /// One page of a table's items and where the next starts (`None`: the last page).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ItemPage {

@@ -25,6 +25,9 @@ pub const PENDING_INDEX: &str = "pendingRecordings";
 pub const BUSINESS_INDEX: &str = "businessCalls";
 /// GSI: lookup by NXCLOUD `callId`.
 pub const CALL_ID_INDEX: &str = "callIdLookup";
+/// GSI: the calls of a binding by the customer's own id for it (`customerBindId`), by
+/// `startAt`: "the calls of order X".
+pub const CUSTOMER_BIND_INDEX: &str = "callsByCustomerBindId";
 
 /// What the receiver decided about the recording when it stored the record.
 #[derive(Debug, Clone, PartialEq, Eq)]

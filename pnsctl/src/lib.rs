@@ -12,7 +12,8 @@ use tracing::{info, warn};
 
 use pns_cdr::domain::recording::{recording_key, RecordingJob, RecordingStatus};
 use pns_cdr::ports::{
-    BindingErrorLookup, DeadLetters, JobQueue, ObjectStore, PortError, RecordLookup, RecordStore,
+    BindingErrorLookup, CallsByBinding, DeadLetters, JobQueue, ObjectStore, PortError,
+    RecordLookup, RecordStore,
 };
 use pns_cdr::telemetry::ErrorChain;
 
@@ -202,6 +203,26 @@ pub async fn show_call(
     call_id: &str,
 ) -> Result<Vec<Map<String, Value>>> {
     Ok(records.by_call_id(call_id).await?)
+}
+
+/// Which binding's calls: by the customer's own id for it, or by NXCLOUD's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// `customerBindId`: through the table's index.
+    Customer(String),
+    /// `bindId`: a scan of the whole table.
+    Nxcloud(String),
+}
+
+/// The calls of a binding, oldest first.
+pub async fn calls(
+    records: &impl CallsByBinding,
+    binding: &Binding,
+) -> Result<Vec<Map<String, Value>>> {
+    Ok(match binding {
+        Binding::Customer(id) => records.by_customer_bind_id(id).await?,
+        Binding::Nxcloud(id) => records.by_bind_id(id).await?,
+    })
 }
 
 /// The stored binding error with NXCLOUD `requestId` `request_id`.

@@ -26,6 +26,7 @@ use serde_json::Value;
        pnsctl rearchive [--force] <id>
        pnsctl show <id>
        pnsctl show-call <callId>
+       pnsctl calls (--customer-bind-id ID | --bind-id ID)
        pnsctl binding-error <requestId>
        pnsctl binding-errors --did <did> [--day YYYY-MM-DD]
        pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)
@@ -75,6 +76,11 @@ enum Command {
         /// NXCLOUD's callId.
         call_id: String,
     },
+    /// Print the calls of a binding as a JSON array, oldest first.
+    Calls {
+        #[command(flatten)]
+        binding: BindingArgs,
+    },
     /// Print a binding error (a call to a masked number without a binding) as JSON.
     BindingError {
         /// NXCLOUD's requestId.
@@ -118,6 +124,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct BindingArgs {
+    /// The customer's own id for the binding (its order or ride id): one index query.
+    #[arg(long)]
+    customer_bind_id: Option<String>,
+    /// NXCLOUD's id for the binding: a scan of the whole table (slower, and billed for
+    /// every item read).
+    #[arg(long)]
+    bind_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -251,6 +269,18 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
         Command::Show { id } => format!("{:#}", Value::Object(pnsctl::show(&records, id).await?)),
         Command::ShowCall { call_id } => {
             let items = pnsctl::show_call(&records, &call_id).await?;
+            format!(
+                "{:#}",
+                Value::from_iter(items.into_iter().map(Value::Object))
+            )
+        }
+        Command::Calls { binding } => {
+            let binding = match (binding.customer_bind_id, binding.bind_id) {
+                (Some(id), _) => pnsctl::Binding::Customer(id),
+                (None, Some(id)) => pnsctl::Binding::Nxcloud(id),
+                (None, None) => unreachable!("clap requires one of the two"),
+            };
+            let items = pnsctl::calls(&records, &binding).await?;
             format!(
                 "{:#}",
                 Value::from_iter(items.into_iter().map(Value::Object))

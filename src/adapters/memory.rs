@@ -12,9 +12,9 @@ use crate::domain::events::Event;
 use crate::domain::item::{RecordItem, StoredRecord};
 use crate::domain::recording::RecordingJob;
 use crate::ports::{
-    ArchivedRecording, BindingErrorStore, CopyChecksum, EntryRefused, EventBus, EventFailures,
-    JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError, PutOutcome, RecordLookup,
-    RecordStore, UploadedPart, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES,
+    ArchivedRecording, BindingErrorStore, CallsByBinding, CopyChecksum, EntryRefused, EventBus,
+    EventFailures, JobQueue, ObjectInfo, ObjectMeta, ObjectStore, PartStream, PortError,
+    PutOutcome, RecordLookup, RecordStore, UploadedPart, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES,
 };
 
 /// Fails while `failures` is above 0, counting it down; exact under concurrent calls.
@@ -203,6 +203,40 @@ impl RecordLookup for MemoryRecordStore {
             .collect();
         found.sort_by_key(|i| i.get("id").and_then(Value::as_i64));
         Ok(found)
+    }
+}
+
+impl CallsByBinding for MemoryRecordStore {
+    async fn by_customer_bind_id(
+        &self,
+        customer_bind_id: &str,
+    ) -> Result<Vec<Map<String, Value>>, PortError> {
+        injected("Query", &self.fail_next)?;
+        Ok(self.calls_where("customerBindId", customer_bind_id))
+    }
+
+    async fn by_bind_id(&self, bind_id: &str) -> Result<Vec<Map<String, Value>>, PortError> {
+        injected("Scan", &self.fail_next)?;
+        Ok(self.calls_where("bindId", bind_id))
+    }
+}
+
+impl MemoryRecordStore {
+    /// The items whose `attribute` is `value`, oldest call first (as the index orders them).
+    fn calls_where(&self, attribute: &str, value: &str) -> Vec<Map<String, Value>> {
+        let items = self.items.lock().expect("not poisoned");
+        let mut found: Vec<Map<String, Value>> = items
+            .values()
+            .filter(|item| item.get(attribute).and_then(Value::as_str) == Some(value))
+            .map(RecordItem::to_json)
+            .collect();
+        found.sort_by_key(|i| {
+            (
+                i.get("startAt").and_then(Value::as_i64),
+                i.get("id").and_then(Value::as_i64),
+            )
+        });
+        found
     }
 }
 

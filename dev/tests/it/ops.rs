@@ -625,3 +625,40 @@ async fn the_pnsctl_binary_replay_fails_unless_the_webhook_answers_200() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("-> 200"));
     assert_eq!(item(&stack, 80).await.unwrap()["id"], 80);
 }
+
+#[tokio::test]
+async fn the_pnsctl_binary_lists_the_calls_of_a_binding() {
+    let stack = stack().await;
+    // Three calls of order-7 out of start order, one of another order, one without any.
+    let calls = [
+        (90, Some("order-7"), "bind-a", 1_671_440_500),
+        (91, Some("order-8"), "bind-b", 1_671_440_400),
+        (92, Some("order-7"), "bind-a", 1_671_440_300),
+        (93, None, "bind-a", 1_671_440_200),
+        (94, Some("order-7"), "bind-c", 1_671_440_600),
+    ];
+    for (id, customer, bind, start) in calls {
+        let mut body: Value = serde_json::from_str(&push_body(id, "")).unwrap();
+        body["customerBindId"] = customer.into();
+        body["bindId"] = bind.into();
+        body["startAt"] = start.into();
+        assert_eq!(push(&stack, body.to_string()).await.0, 200);
+    }
+    let ids = |out: std::process::Output| -> Vec<i64> {
+        assert!(out.status.success(), "{out:?}");
+        let printed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        printed.iter().map(|i| i["id"].as_i64().unwrap()).collect()
+    };
+    let by_order = common::pnsctl(&stack, &["calls", "--customer-bind-id", "order-7"]).await;
+    assert_eq!(
+        ids(by_order),
+        [92, 90, 94],
+        "exactly order-7's, oldest first"
+    );
+    let by_bind = common::pnsctl(&stack, &["calls", "--bind-id", "bind-a"]).await;
+    assert_eq!(ids(by_bind), [93, 92, 90]);
+    let none = common::pnsctl(&stack, &["calls", "--customer-bind-id", "order-9"]).await;
+    assert!(ids(none).is_empty());
+    let neither = common::pnsctl(&stack, &["calls"]).await;
+    assert_eq!(neither.status.code(), Some(1), "one of the two is required");
+}

@@ -9,11 +9,11 @@ use time::OffsetDateTime;
 
 use super::{get_json, now, put_if_absent, s, scan_received_since, to_json};
 use crate::domain::item::{format_time, RecordItem, StoredRecord};
-use crate::domain::item::{CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
+use crate::domain::item::{CALL_ID_INDEX, CUSTOMER_BIND_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
 use crate::domain::recording::{RecordingJob, RecordingStatus, MAX_DELIVERIES};
 use crate::ports::{
-    ArchivedRecording, CopyChecksum, ItemPage, PendingCounts, PendingRecording, PendingRecords,
-    PortError, PutOutcome, ReceivedSince, RecordLookup, RecordStore,
+    ArchivedRecording, CallsByBinding, CopyChecksum, ItemPage, PendingCounts, PendingRecording,
+    PendingRecords, PortError, PutOutcome, ReceivedSince, RecordLookup, RecordStore,
 };
 
 /// A PENDING record whose recording is still the job's (`:queued_at`): not re-archived since.
@@ -226,6 +226,56 @@ impl RecordLookup for DynamoRecordStore {
             }
         }
         items.sort_by_key(|i| i.get("id").and_then(Value::as_i64));
+        Ok(items)
+    }
+}
+
+impl CallsByBinding for DynamoRecordStore {
+    async fn by_customer_bind_id(
+        &self,
+        customer_bind_id: &str,
+    ) -> Result<Vec<Map<String, Value>>, PortError> {
+        const OPERATION: &str = "Query(callsByCustomerBindId)";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(CUSTOMER_BIND_INDEX)
+            .key_condition_expression("customerBindId = :bind")
+            .expression_attribute_values(":bind", s(customer_bind_id));
+        let mut items = Vec::new();
+        let mut pages = query.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| PortError::new(OPERATION, e))?;
+            for item in page.items.unwrap_or_default() {
+                items.push(to_json(OPERATION, item)?);
+            }
+        }
+        Ok(items)
+    }
+
+    async fn by_bind_id(&self, bind_id: &str) -> Result<Vec<Map<String, Value>>, PortError> {
+        const OPERATION: &str = "Scan(bindId)";
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("bindId = :bind")
+            .expression_attribute_values(":bind", s(bind_id));
+        let mut items = Vec::new();
+        let mut pages = scan.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| PortError::new(OPERATION, e))?;
+            for item in page.items.unwrap_or_default() {
+                items.push(to_json(OPERATION, item)?);
+            }
+        }
+        items.sort_by_key(|i| {
+            (
+                i.get("startAt").and_then(Value::as_i64),
+                i.get("id").and_then(Value::as_i64),
+            )
+        });
         Ok(items)
     }
 }
