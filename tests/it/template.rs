@@ -1,7 +1,9 @@
 //! Invariants of `template.yaml` that linters do not check.
 
 use pns_cdr::config::{DEFAULT_BUCKET, DEFAULT_QUEUE, DEFAULT_TABLE};
-use pns_cdr::domain::item::{BUSINESS_INDEX, CALL_ID_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX};
+use pns_cdr::domain::item::{
+    BUSINESS_INDEX, CALL_ID_INDEX, CUSTOMER_BIND_INDEX, PENDING_ATTRIBUTE, PENDING_INDEX,
+};
 use pns_cdr::metrics::{CATALOGUE, NAMESPACE};
 use serde_norway::Value;
 
@@ -307,6 +309,10 @@ fn table_indexes_match_the_code() {
         [pair("businessId", "HASH"), pair("startAt", "RANGE")]
     );
     assert_eq!(keys(CALL_ID_INDEX), [pair("callId", "HASH")]);
+    assert_eq!(
+        keys(CUSTOMER_BIND_INDEX),
+        [pair("customerBindId", "HASH"), pair("startAt", "RANGE")]
+    );
 
     // Key types as the item builder writes them (strings S, integers N).
     for (attribute, ty) in [
@@ -316,6 +322,7 @@ fn table_indexes_match_the_code() {
         ("businessId", "S"),
         ("startAt", "N"),
         ("callId", "S"),
+        ("customerBindId", "S"),
     ] {
         assert_eq!(attribute_type(attribute), ty, "{attribute}");
     }
@@ -1029,4 +1036,100 @@ fn releases_are_shifted_by_codedeploy_behind_a_proven_webhook() {
     }
     let archiver = &resource(&t, "ArchiverEventSourceMapping");
     assert!(is_ref(&archiver["FunctionName"], "ArchiverFunction.Alias"));
+}
+
+/// Days as the template sets them: a parameter's name, or a literal.
+fn days(v: &Value) -> String {
+    match v {
+        Value::Tagged(tag) if tag.tag == "Ref" => tag.value.as_str().unwrap().to_owned(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("not a number of days: {other:?}"),
+    }
+}
+
+#[test]
+fn every_store_of_personal_data_expires() {
+    let t = template();
+    let parameter_default = |name: &str| -> u64 {
+        let p = &t["Parameters"][name];
+        assert!(p.is_mapping(), "no parameter {name}");
+        p["Default"].as_u64().unwrap()
+    };
+    // The tables: TTL on expiresAt, which the webhook sets from RetentionDays.
+    for table in ["CallsTable", "BindingErrorsTable"] {
+        let ttl = &resource(&t, table)["TimeToLiveSpecification"];
+        assert_eq!(ttl["AttributeName"], "expiresAt", "{table}");
+        assert_eq!(ttl["Enabled"], true, "{table}");
+    }
+    let webhook = &resource(&t, "WebhookFunction")["Environment"]["Variables"];
+    assert!(is_ref(&webhook["PNS_RETENTION_DAYS"], "RetentionDays"));
+    assert!(parameter_default("RetentionDays") > 0, "a finite default");
+
+    // The bucket: every prefix the code writes personal data under has an expiry, and so do
+    // the versions an expiry or a deletion leaves behind.
+    let bucket = resource(&t, "RecordingBucket");
+    let rules = as_list(&bucket["LifecycleConfiguration"]["Rules"]);
+    let rules: Vec<&Value> = rules
+        .into_iter()
+        .filter(|r| r.get("Status").is_some_and(|s| s == "Enabled"))
+        .collect();
+    let expiry = |prefix: &str| -> String {
+        let rule = rules
+            .iter()
+            .find(|r| r["Prefix"] == prefix && r.get("ExpirationInDays").is_some())
+            .unwrap_or_else(|| panic!("no expiry for {prefix}"));
+        days(&rule["ExpirationInDays"])
+    };
+    use pns_cdr::domain::recording::{
+        CONFLICTS_PREFIX, LAKE_PREFIX, RECORDINGS_PREFIX, REJECTED_PREFIX,
+    };
+    let lake_root = format!("{}/", LAKE_PREFIX.split('/').next().unwrap());
+    for (prefix, parameter) in [
+        (RECORDINGS_PREFIX, "RecordingRetentionDays"),
+        (REJECTED_PREFIX, "BodyRetentionDays"),
+        (CONFLICTS_PREFIX, "BodyRetentionDays"),
+        (lake_root.as_str(), "LakeRetentionDays"),
+        ("analytics-errors/", "LakeRetentionDays"),
+    ] {
+        assert_eq!(expiry(prefix), parameter, "{prefix}");
+        assert!(parameter_default(parameter) > 0);
+    }
+    assert_eq!(expiry("athena-results/"), "30");
+    let noncurrent = rules
+        .iter()
+        .find(|r| r.get("NoncurrentVersionExpiration").is_some())
+        .expect("noncurrent versions expire");
+    assert!(noncurrent.get("Prefix").is_none(), "for the whole bucket");
+    assert_eq!(
+        days(&noncurrent["NoncurrentVersionExpiration"]["NoncurrentDays"]),
+        "DeletedObjectDays"
+    );
+    // Firehose writes only under the lake's prefixes.
+    let delivery = &resource(&t, "LakeDeliveryStream")["ExtendedS3DestinationConfiguration"];
+    assert!(delivery["Prefix"].as_str().unwrap().starts_with(&lake_root));
+    assert!(delivery["ErrorOutputPrefix"]
+        .as_str()
+        .unwrap()
+        .starts_with("analytics-errors/"));
+
+    // The event archive, the logs and the queues.
+    assert!(is_ref(
+        &resource(&t, "EventArchive")["RetentionDays"],
+        "EventArchiveDays"
+    ));
+    for (name, group) in resources_of_type(&t, "AWS::Logs::LogGroup") {
+        assert!(
+            is_ref(&group["Properties"]["RetentionInDays"], "LogRetentionDays"),
+            "{name}"
+        );
+    }
+    for (name, queue) in resources_of_type(&t, "AWS::SQS::Queue") {
+        assert!(
+            queue["Properties"].get("MessageRetentionPeriod").is_some(),
+            "{name}"
+        );
+    }
+    // Full numbers never reach the lake, whose files cannot be erased row by row.
+    let rule = &t["Rules"]["NoFullNumbersInTheLake"];
+    assert!(mentions(rule, "PhoneNumbersInEvents") && mentions(rule, "full"));
 }
