@@ -23,6 +23,9 @@ pub const DEFAULT_DLQ: &str = "pns-recordings-dlq";
 pub const DEFAULT_BUCKET: &str = "pns-recordings";
 pub const DEFAULT_BINDING_ERRORS_TABLE: &str = "pns-binding-errors";
 pub const DEFAULT_EVENT_BUS: &str = "pns-cdr";
+/// The local stack's number key secret (a deployed stack's has a generated name: its output
+/// `NumberKeySecretArn`).
+pub const LOCAL_NUMBER_KEY_SECRET: &str = "pns-number-key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -163,6 +166,38 @@ impl ProcessConfig {
     }
 }
 
+/// Where the keys of the numbers' hashes come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NumberKeySource {
+    /// `PNS_NUMBER_KEYS`: `current[,previous]` (local stack, tests).
+    Inline(String),
+    /// `PNS_NUMBER_KEY_SECRET_ARN`: the stack's `NumberKeySecret`.
+    Secret(String),
+}
+
+impl std::fmt::Debug for NumberKeySource {
+    // Never print the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(..)"),
+            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+        }
+    }
+}
+
+impl Env<'_> {
+    fn number_keys(&self) -> Result<NumberKeySource, ConfigError> {
+        match (
+            self.get("PNS_NUMBER_KEYS"),
+            self.get("PNS_NUMBER_KEY_SECRET_ARN"),
+        ) {
+            (Some(keys), _) => Ok(NumberKeySource::Inline(keys)),
+            (None, Some(arn)) => Ok(NumberKeySource::Secret(arn)),
+            (None, None) => Err(ConfigError::Missing("PNS_NUMBER_KEY_SECRET_ARN")),
+        }
+    }
+}
+
 /// Where the webhook's tokens come from.
 #[derive(Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -194,6 +229,8 @@ pub struct WebhookConfig {
     pub source_cidrs: String,
     pub url_policy: UrlPolicy,
     pub settings: WebhookSettings,
+    /// The keys of the index of kept bodies by number.
+    pub number_keys: NumberKeySource,
 }
 
 impl FromEnv for WebhookConfig {
@@ -223,6 +260,7 @@ impl FromEnv for WebhookConfig {
             queue_url: env.required("PNS_QUEUE_URL")?,
             bucket: env.required("PNS_BUCKET_NAME")?,
             tokens,
+            number_keys: env.number_keys()?,
             source_cidrs: env.get("PNS_SOURCE_CIDRS").unwrap_or_default(),
             url_policy: env.url_policy()?,
             settings: WebhookSettings {
@@ -233,6 +271,8 @@ impl FromEnv for WebhookConfig {
                 retention: (retention_days > 0)
                     .then(|| Duration::from_secs(retention_days * 86_400)),
                 nxcloud_offset,
+                // Read from `number_keys` at cold start.
+                number_keys: None,
             },
         })
     }
@@ -305,6 +345,8 @@ pub struct PublisherConfig {
     /// `PNS_FAILURE_QUEUE_URL`: where an event too large for `PutEvents` is described.
     pub failure_queue_url: String,
     pub settings: PublisherSettings,
+    /// The keys of the numbers' hashes in events.
+    pub number_keys: NumberKeySource,
 }
 
 impl FromEnv for PublisherConfig {
@@ -313,6 +355,7 @@ impl FromEnv for PublisherConfig {
         Ok(Self {
             event_bus: env.required("PNS_EVENT_BUS_NAME")?,
             failure_queue_url: env.required("PNS_FAILURE_QUEUE_URL")?,
+            number_keys: env.number_keys()?,
             settings: PublisherSettings {
                 phones: env.parsed("PNS_PHONE_NUMBERS", PhoneNumbers::default())?,
                 ..PublisherSettings::default()
@@ -374,6 +417,8 @@ pub struct OpsConfig {
     pub token_secret: Option<String>,
     /// `SMOKE_TOKEN`: the token `pnsctl smoke` pushes with instead.
     pub smoke_token: Option<String>,
+    /// `PNS_NUMBER_KEY_SECRET`: the numbers' hash key secret (name or ARN), for `pnsctl erase`.
+    pub number_key_secret: Option<String>,
 }
 
 impl OpsConfig {
@@ -405,6 +450,7 @@ impl OpsConfig {
             webhook_url: env.get("PNS_WEBHOOK_URL"),
             token_secret: env.get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
             smoke_token: env.get("SMOKE_TOKEN"),
+            number_key_secret: env.get("PNS_NUMBER_KEY_SECRET"),
         }
     }
 }
@@ -422,10 +468,11 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
-    const RESOURCES: [(&str, &str); 3] = [
+    const RESOURCES: [(&str, &str); 4] = [
         ("PNS_QUEUE_URL", "q"),
         ("PNS_BUCKET_NAME", "b"),
         ("PNS_WEBHOOK_TOKENS_SECRET_ARN", "arn:secret"),
+        ("PNS_NUMBER_KEY_SECRET_ARN", "arn:key"),
     ];
 
     #[test]
@@ -450,11 +497,20 @@ mod tests {
         // The reconciler has no bucket and the publisher no queue: neither is asked for.
         let queue_only = [("PNS_QUEUE_URL", "q")];
         ReconcilerConfig::from_lookup(lookup(&queue_only)).unwrap();
-        PublisherConfig::from_lookup(lookup(&[
+        let p = PublisherConfig::from_lookup(lookup(&[
             ("PNS_EVENT_BUS_NAME", "bus"),
             ("PNS_FAILURE_QUEUE_URL", "f"),
+            ("PNS_NUMBER_KEY_SECRET_ARN", "arn:key"),
         ]))
         .unwrap();
+        assert_eq!(p.number_keys, NumberKeySource::Secret("arn:key".into()));
+        assert!(matches!(
+            PublisherConfig::from_lookup(lookup(&[
+                ("PNS_EVENT_BUS_NAME", "bus"),
+                ("PNS_FAILURE_QUEUE_URL", "f"),
+            ])),
+            Err(ConfigError::Missing("PNS_NUMBER_KEY_SECRET_ARN"))
+        ));
         assert!(matches!(
             ArchiverConfig::from_lookup(lookup(&queue_only)),
             Err(ConfigError::Missing("PNS_BUCKET_NAME"))
@@ -520,6 +576,10 @@ mod tests {
         .is_err());
         let mut pairs = RESOURCES.to_vec();
         pairs.push(("PNS_WEBHOOK_TOKENS", "a-very-secret-token-value"));
+        pairs.push((
+            "PNS_NUMBER_KEYS",
+            "a-very-secret-number-key-of-32-characters",
+        ));
         let c = WebhookConfig::from_lookup(lookup(&pairs)).unwrap();
         let TokenSource::Inline(tokens) = &c.tokens else {
             panic!("inline tokens win")

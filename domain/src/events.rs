@@ -15,13 +15,14 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use crate::canary::{is_canary_id, is_canary_request_id, CANARY_SOURCE};
+use crate::numbers::{NumberKeys, CALL_NUMBER_FIELDS};
 use crate::recording::RecordingStatus;
 
 /// The `source` of every event.
 pub const SOURCE: &str = "pns-cdr";
 
 /// The detail version this code publishes (`version` in every detail).
-pub const DETAIL_VERSION: u32 = 1;
+pub const DETAIL_VERSION: u32 = 2;
 
 /// The events, by EventBridge `detail-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -108,6 +109,25 @@ impl FromStr for PhoneNumbers {
             "full" => Ok(Self::Full),
             "omitted" => Ok(Self::Omitted),
             other => Err(InvalidPhoneNumbers(other.to_owned())),
+        }
+    }
+}
+
+/// Adds each party's keyed hash (`callerHash`, `calleeHash`: HMAC-SHA256 of the digits, hex)
+/// to the events that name the parties, whatever `PhoneNumbers` says: analyses group and join
+/// by number, and an erasure finds the lake's rows, without the number.
+pub fn add_number_hashes(events: &mut [Event], image: &Map<String, Value>, keys: &NumberKeys) {
+    for event in events {
+        if !matches!(
+            event.detail_type,
+            DetailType::CallRecorded | DetailType::UnboundCall
+        ) {
+            continue;
+        }
+        for field in CALL_NUMBER_FIELDS {
+            if let Some(hash) = text(image, field).and_then(|n| keys.hash(n)) {
+                event.detail.insert(format!("{field}Hash"), hash.into());
+            }
         }
     }
 }
@@ -432,7 +452,7 @@ mod tests {
         let e = &events[0];
         assert_eq!(e.id, "CallRecorded:45");
         assert_eq!(e.detail["eventId"], "CallRecorded:45");
-        assert_eq!(e.detail["version"], 1);
+        assert_eq!(e.detail["version"], 2);
         assert_eq!(e.detail["caller"], "85235757583");
         assert_eq!(e.time, "2022-12-19T09:01:02Z");
         // Neither the URL (it carries a signature) nor unknown fields (they may hold

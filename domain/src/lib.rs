@@ -10,6 +10,7 @@ mod canonical;
 pub mod cdr;
 pub mod events;
 pub mod item;
+pub mod numbers;
 pub mod push;
 pub mod recording;
 pub mod url_policy;

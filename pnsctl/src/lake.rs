@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Map, Value};
 use tracing::{info, warn};
 
-use pns_cdr::domain::events::events_for_item;
 use pns_cdr::domain::events::Event;
+use pns_cdr::domain::events::{add_number_hashes, events_for_item};
 use pns_cdr::domain::recording::LAKE_PREFIX;
 use pns_cdr::handlers::publisher::Publisher;
 use pns_cdr::ports::{EventBus, EventFailures, ObjectStore, PortError, ReceivedSince};
@@ -239,7 +239,12 @@ pub async fn publish_since<T: ReceivedSince, B: EventBus, F: EventFailures>(
         let mut events = Vec::new();
         for item in &page.items {
             match events_for_item(item, phones) {
-                Ok(more) => events.extend(more),
+                Ok(mut more) => {
+                    if let Some(keys) = &publisher.settings.number_keys {
+                        add_number_hashes(&mut more, item, keys);
+                    }
+                    events.extend(more)
+                }
                 // Not one of ours: nothing the stream would have published either.
                 Err(e) => warn!(error = %e, "an item that makes no events"),
             }

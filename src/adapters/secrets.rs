@@ -67,6 +67,33 @@ pub enum SecretError {
     Invalid(#[from] crate::domain::auth::AuthConfigError),
 }
 
+/// The numbers' hash keys could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum NumberKeyError {
+    #[error("could not read the number key secret")]
+    Read(#[from] PortError),
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::numbers::NoNumberKey),
+}
+
+/// The keys of the numbers' hashes, read once (a function reads them at cold start; a new key
+/// reaches it with its next cold start).
+pub async fn number_keys(
+    source: &crate::config::NumberKeySource,
+    client: &aws_sdk_secretsmanager::Client,
+) -> Result<crate::domain::numbers::NumberKeys, NumberKeyError> {
+    use crate::config::NumberKeySource;
+    let text = match source {
+        NumberKeySource::Inline(keys) => keys.clone(),
+        NumberKeySource::Secret(arn) => {
+            SecretsManagerSecret::new(client.clone(), arn)
+                .fetch()
+                .await?
+        }
+    };
+    Ok(crate::domain::numbers::NumberKeys::parse(&text)?)
+}
+
 /// When the secret is read next, and how many re-reads in a row failed.
 struct Schedule {
     next_read: Instant,

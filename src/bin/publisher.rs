@@ -3,6 +3,7 @@
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use pns_cdr::adapters::secrets::number_keys;
 use pns_cdr::adapters::sqs::SqsEventFailures;
 use pns_cdr::adapters::{aws::AwsClients, eventbridge::EventBridgeBus};
 use pns_cdr::config::{FromEnv, PublisherConfig};
@@ -13,10 +14,13 @@ async fn main() -> Result<(), Error> {
     let process = pns_cdr::telemetry::start();
     let config = PublisherConfig::from_env()?;
     let sdk = AwsClients::sdk_config(&process.aws).await?;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let mut settings = config.settings;
+    settings.number_keys = Some(number_keys(&config.number_keys, &secrets).await?);
     let publisher = Publisher {
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), &config.event_bus),
         failures: SqsEventFailures::new(aws_sdk_sqs::Client::new(&sdk), &config.failure_queue_url),
-        settings: config.settings,
+        settings,
     };
     let publisher = &publisher;
     run(service_fn(

@@ -2,7 +2,7 @@
 
 use lambda_http::{run, service_fn, Error, Request};
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
-use pns_cdr::adapters::secrets::{SecretTokens, SecretsManagerSecret};
+use pns_cdr::adapters::secrets::{number_keys, SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::{aws::AwsClients, s3::S3ObjectStore, sqs::SqsJobQueue};
 use pns_cdr::config::{FromEnv, TokenSource, WebhookConfig};
 use pns_cdr::handlers::webhook::Webhook;
@@ -21,6 +21,8 @@ async fn main() -> Result<(), Error> {
             (secret.authenticator().await?, Some(secret))
         }
     };
+    let mut settings = config.settings;
+    settings.number_keys = Some(number_keys(&config.number_keys, &clients.secrets).await?);
     let webhook = Webhook {
         store: DynamoRecordStore::new(clients.dynamodb.clone(), &config.table),
         bindings: DynamoBindingErrorStore::new(clients.dynamodb, &config.binding_errors_table),
@@ -28,7 +30,7 @@ async fn main() -> Result<(), Error> {
         objects: S3ObjectStore::new(clients.s3, &config.bucket),
         auth: auth.into(),
         policy: config.url_policy,
-        settings: config.settings,
+        settings,
     };
     let (webhook, secret) = (&webhook, &secret);
     run(service_fn(move |request: Request| async move {

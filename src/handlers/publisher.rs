@@ -17,7 +17,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
-use crate::domain::events::{events_for_change, Change, Event, PhoneNumbers, UnreadableChange};
+use crate::domain::events::{
+    add_number_hashes, events_for_change, Change, Event, PhoneNumbers, UnreadableChange,
+};
+use crate::domain::numbers::NumberKeys;
 use crate::metrics::{self, Function, Metric};
 use crate::ports::{EventBus, EventFailures, EVENTS_PER_PUT, PUT_EVENTS_MAX_BYTES};
 use crate::telemetry::ErrorChain;
@@ -27,6 +30,9 @@ use crate::telemetry::ErrorChain;
 pub struct PublisherSettings {
     /// How callers' and callees' numbers appear in events (`PNS_PHONE_NUMBERS`).
     pub phones: PhoneNumbers,
+    /// The keys of the numbers' hashes in events (`PNS_NUMBER_KEY_SECRET_ARN`, read at cold
+    /// start). `None`: events carry no hashes (tests that do not look at them).
+    pub number_keys: Option<NumberKeys>,
     /// Puts of a refused entry within one invocation, the first included.
     pub attempts: u32,
     /// Wait before the second put; doubled for each one after.
@@ -37,6 +43,7 @@ impl Default for PublisherSettings {
     fn default() -> Self {
         Self {
             phones: PhoneNumbers::Masked,
+            number_keys: None,
             attempts: 3,
             backoff: Duration::from_millis(100),
         }
@@ -173,12 +180,16 @@ impl<B: EventBus, F: EventFailures> Publisher<B, F> {
         let mut stop = None;
         for (i, record) in changes.iter().enumerate() {
             let events = record.change.as_ref().map_err(Clone::clone).and_then(|c| {
-                Ok(events_for_change(
+                let mut events = events_for_change(
                     c.change,
                     c.old.as_ref(),
                     c.new.as_ref(),
                     self.settings.phones,
-                )?)
+                )?;
+                if let (Some(keys), Some(new)) = (&self.settings.number_keys, &c.new) {
+                    add_number_hashes(&mut events, new, keys);
+                }
+                Ok(events)
             });
             match events {
                 Ok(events) => queued.extend(events.into_iter().map(|e| (i, e))),

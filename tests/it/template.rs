@@ -403,6 +403,17 @@ fn names_match_the_code_and_the_token_stays_secret() {
         &t["Outputs"]["WebhookTokenSecretArn"]["Value"],
         "WebhookTokenSecret"
     ));
+    assert!(is_ref(
+        &t["Outputs"]["NumberKeySecretArn"]["Value"],
+        "NumberKeySecret"
+    ));
+    for (name, output) in t["Outputs"].as_mapping().unwrap() {
+        let value = &output["Value"];
+        assert!(
+            !mentions(value, "NumberKeySecret") || is_ref(value, "NumberKeySecret"),
+            "{name:?}: only the key secret's ARN (!Ref) may be an output"
+        );
+    }
     for (name, f) in functions(&t) {
         let variables = &f["Properties"]["Environment"]["Variables"];
         assert!(variables.get("PNS_WEBHOOK_TOKENS").is_none(), "{name}");
@@ -412,12 +423,18 @@ fn names_match_the_code_and_the_token_stays_secret() {
                 "{name}: {var:?} carries more than the secret's ARN"
             );
         }
-        // Only the webhook and its pre-traffic hook may read the secret, and only that one.
+        // Only the webhook and its pre-traffic hook may read the token, and only the webhook
+        // and the publisher the number key: each statement one secret.
         for s in statements(f) {
             if actions(s).iter().any(|a| a.starts_with("secretsmanager:")) {
-                assert!(["WebhookFunction", "PreTrafficHookFunction"].contains(&name.as_str()));
                 assert_eq!(actions(s), ["secretsmanager:GetSecretValue"]);
-                assert!(is_ref(&s["Resource"], "WebhookTokenSecret"));
+                let readers: &[&str] = if is_ref(&s["Resource"], "WebhookTokenSecret") {
+                    &["WebhookFunction", "PreTrafficHookFunction"]
+                } else {
+                    assert!(is_ref(&s["Resource"], "NumberKeySecret"), "{name}");
+                    &["WebhookFunction", "PublisherFunction"]
+                };
+                assert!(readers.contains(&name.as_str()), "{name}");
             }
         }
     }
@@ -860,7 +877,10 @@ fn the_lake_table_is_the_event_schemas() {
 
     let mut fields = std::collections::BTreeMap::new();
     for detail_type in pns_cdr::domain::events::DetailType::ALL {
-        let path = repo(&format!("schemas/events/{detail_type}.v1.json"));
+        let path = repo(&format!(
+            "schemas/events/{detail_type}.v{}.json",
+            pns_cdr::domain::events::DETAIL_VERSION
+        ));
         let schema: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         for (name, property) in schema["properties"].as_object().unwrap() {
@@ -1080,6 +1100,7 @@ fn every_store_of_personal_data_expires() {
             .unwrap_or_else(|| panic!("no expiry for {prefix}"));
         days(&rule["ExpirationInDays"])
     };
+    use pns_cdr::domain::numbers::NUMBER_INDEX_PREFIX;
     use pns_cdr::domain::recording::{
         CONFLICTS_PREFIX, LAKE_PREFIX, RECORDINGS_PREFIX, REJECTED_PREFIX,
     };
@@ -1088,6 +1109,7 @@ fn every_store_of_personal_data_expires() {
         (RECORDINGS_PREFIX, "RecordingRetentionDays"),
         (REJECTED_PREFIX, "BodyRetentionDays"),
         (CONFLICTS_PREFIX, "BodyRetentionDays"),
+        (NUMBER_INDEX_PREFIX, "BodyRetentionDays"),
         (lake_root.as_str(), "LakeRetentionDays"),
         ("analytics-errors/", "LakeRetentionDays"),
     ] {

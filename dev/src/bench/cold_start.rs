@@ -26,7 +26,7 @@ use crate::local::emulator::{Emulator, ResourceNames};
 use crate::local::fake_nxcloud::FakeNxcloud;
 use crate::local::resources::{create_downstream, create_resources, Template};
 use crate::local::runtime_api::{Outcome, RuntimeApi};
-use crate::local::LOCAL_TOKEN;
+use crate::local::{LOCAL_NUMBER_KEY, LOCAL_TOKEN};
 use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::DynamoRecordStore;
 use pns_cdr::domain::cdr::CallRecord;
@@ -256,12 +256,16 @@ impl Bench {
         match function {
             // Deployed, the tokens come from Secrets Manager (one more call during init);
             // given directly, the secret is not read.
-            Function::Webhook => env.push(("PNS_WEBHOOK_TOKENS", LOCAL_TOKEN.into())),
+            Function::Webhook => {
+                env.push(("PNS_WEBHOOK_TOKENS", LOCAL_TOKEN.into()));
+                env.push(("PNS_NUMBER_KEYS", LOCAL_NUMBER_KEY.into()));
+            }
             // The local profile admits http://127.0.0.1:<port>, the fake recording host,
             // whatever PNS_RECORDING_HOSTS lists.
             Function::Archiver => env.push(("PNS_URL_PROFILE", "local".into())),
             Function::Publisher => {
                 env.push(("PNS_EVENT_BUS_NAME", self.names.event_bus.clone()));
+                env.push(("PNS_NUMBER_KEYS", LOCAL_NUMBER_KEY.into()));
                 // Only read when an event is too large for PutEvents.
                 env.push(("PNS_FAILURE_QUEUE_URL", self.queue_url.clone()));
             }

@@ -35,6 +35,7 @@ pub fn names_from_env() -> ResourceNames {
         queue,
         bucket: var("PNS_BUCKET_NAME", defaults.bucket),
         secret: defaults.secret,
+        number_key_secret: defaults.number_key_secret,
         event_bus: var("PNS_EVENT_BUS_NAME", defaults.event_bus),
         publisher_failures: defaults.publisher_failures,
         lake_queue: defaults.lake_queue,

@@ -76,6 +76,8 @@ pub struct ResourceNames {
     pub table: String,
     /// The webhook token secret.
     pub secret: String,
+    /// The numbers' hash key secret (`NumberKeySecret`).
+    pub number_key_secret: String,
     pub binding_errors_table: String,
     pub queue: String,
     pub dead_letter_queue: String,
@@ -95,6 +97,7 @@ impl Default for ResourceNames {
         Self {
             table: DEFAULT_TABLE.into(),
             secret: "pns-webhook-tokens".into(),
+            number_key_secret: pns_cdr::config::LOCAL_NUMBER_KEY_SECRET.into(),
             binding_errors_table: DEFAULT_BINDING_ERRORS_TABLE.into(),
             queue: DEFAULT_QUEUE.into(),
             dead_letter_queue: DEFAULT_DLQ.into(),
@@ -113,6 +116,7 @@ impl ResourceNames {
         Self {
             table: format!("{}-{suffix}", d.table),
             secret: format!("{}-{suffix}", d.secret),
+            number_key_secret: format!("{}-{suffix}", d.number_key_secret),
             binding_errors_table: format!("{}-{suffix}", d.binding_errors_table),
             queue: format!("{}-{suffix}", d.queue),
             dead_letter_queue: format!("{}-{suffix}-dlq", d.queue),

@@ -29,8 +29,11 @@ use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::http_source::{HttpRecordingSource, HttpTimeouts, Lookup, SystemLookup};
 use pns_cdr::adapters::s3::S3ObjectStore;
-use pns_cdr::adapters::secrets::{SecretError, SecretTokens, SecretsManagerSecret};
+use pns_cdr::adapters::secrets::{
+    number_keys, NumberKeyError, SecretError, SecretTokens, SecretsManagerSecret,
+};
 use pns_cdr::adapters::sqs::{SqsEventFailures, SqsJobQueue};
+use pns_cdr::config::NumberKeySource;
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
@@ -43,6 +46,8 @@ use resources::{create_downstream, create_resources, create_secret, Downstream, 
 
 /// The token `make run` accepts.
 pub const LOCAL_TOKEN: &str = "local-dev-token";
+/// The local stack's number key (the template generates a random one).
+pub const LOCAL_NUMBER_KEY: &str = "local-number-key-0123456789abcdef0123456789";
 
 /// The webhook service as the local stack and the Lambda wire it.
 pub type LocalWebhook =
@@ -149,6 +154,8 @@ pub enum LocalError {
     RecordingHosts(#[source] HostListError),
     #[error("invalid local webhook tokens")]
     Tokens(#[from] SecretError),
+    #[error("the local number key")]
+    NumberKey(#[from] NumberKeyError),
     #[error("reading the table failed: {0}")]
     Read(String),
 }
@@ -225,15 +232,38 @@ impl LocalStack {
             options.visibility_timeout_seconds,
         )
         .await?;
-        let secret = create_secret(&template, &clients, &options.names, &options.tokens).await?;
+        let names = &options.names;
+        let secret = create_secret(
+            &template,
+            &clients,
+            "WebhookTokenSecret",
+            &names.secret,
+            &options.tokens,
+        )
+        .await?;
+        create_secret(
+            &template,
+            &clients,
+            "NumberKeySecret",
+            &names.number_key_secret,
+            LOCAL_NUMBER_KEY,
+        )
+        .await?;
         let downstream = create_downstream(&template, &clients, &options.names).await?;
         let policy = UrlPolicy::new(&options.recording_hosts, UrlProfile::Local)
             .map_err(LocalError::RecordingHosts)?;
 
         let functions = caller("webhook").await?;
         // As deployed: the tokens come from the secret.
-        let tokens = SecretTokens::new(SecretsManagerSecret::new(functions.secrets, secret), "");
+        let tokens = SecretTokens::new(
+            SecretsManagerSecret::new(functions.secrets.clone(), secret),
+            "",
+        );
         let auth = tokens.authenticator().await?;
+        // As deployed, each function reads the number key from its secret at start.
+        let key_source = NumberKeySource::Secret(names.number_key_secret.clone());
+        let mut webhook_settings = options.webhook.clone();
+        webhook_settings.number_keys = Some(number_keys(&key_source, &functions.secrets).await?);
         let webhook = Arc::new(Webhook {
             store: DynamoRecordStore::new(functions.dynamodb.clone(), &options.names.table),
             queue: SqsJobQueue::new(functions.sqs, &queues.queue_url),
@@ -244,7 +274,7 @@ impl LocalStack {
             ),
             auth: auth.into(),
             policy: policy.clone(),
-            settings: options.webhook.clone(),
+            settings: webhook_settings,
         });
         // Lambda's SQS event source polls with the archiver's role: so do the pollers.
         let archiver_clients = caller("archiver").await?;
@@ -270,13 +300,16 @@ impl LocalStack {
 
         // Lambda's DynamoDB event source reads the streams with the publisher's role.
         let publisher_clients = caller("publisher").await?;
+        let mut publisher_settings = options.publisher.clone();
+        publisher_settings.number_keys =
+            Some(number_keys(&key_source, &publisher_clients.secrets).await?);
         let publisher = Arc::new(Publisher {
             bus: EventBridgeBus::new(publisher_clients.events(), &options.names.event_bus),
             failures: SqsEventFailures::new(
                 publisher_clients.sqs.clone(),
                 &downstream.publisher_failures_url,
             ),
-            settings: options.publisher.clone(),
+            settings: publisher_settings,
         });
 
         let bind = |port: u16| async move {

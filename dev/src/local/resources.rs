@@ -298,20 +298,21 @@ async fn queue_arn(clients: &AwsClients, url: &str) -> Result<String, EmulatorEr
         .unwrap_or_default())
 }
 
-/// Creates the token secret (the template generates its value; locally it is `tokens`)
-/// and returns its ARN.
+/// Creates the secret the template calls `logical` under `name`, holding `value` (the
+/// template generates it; locally it is given), and returns its ARN.
 pub async fn create_secret(
     template: &Template,
     clients: &AwsClients,
-    names: &ResourceNames,
-    tokens: &str,
+    logical: &'static str,
+    name: &str,
+    value: &str,
 ) -> Result<String, EmulatorError> {
-    template.properties("WebhookTokenSecret")?;
+    template.properties(logical)?;
     let created = clients
         .secrets
         .create_secret()
-        .name(&names.secret)
-        .secret_string(tokens)
+        .name(name)
+        .secret_string(value)
         .send()
         .await;
     let arn = match created {
@@ -323,25 +324,25 @@ pub async fn create_secret(
             clients
                 .secrets
                 .put_secret_value()
-                .secret_id(&names.secret)
-                .secret_string(tokens)
+                .secret_id(name)
+                .secret_string(value)
                 .send()
                 .await
                 .map_err(|e| {
-                    setup("the token secret")(
+                    setup("a secret")(
                         aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
                     )
                 })?
                 .arn
         }
         Err(e) => {
-            return Err(setup("the token secret")(
+            return Err(setup("a secret")(
                 aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
             ))
         }
     };
-    register("secret", &names.secret, "WebhookTokenSecret");
-    arn.ok_or_else(|| setup("the token secret")("no ARN in the answer".into()))
+    register("secret", name, logical);
+    arn.ok_or_else(|| setup("a secret")("no ARN in the answer".into()))
 }
 
 fn number(v: &Value, what: &str) -> Result<String, EmulatorError> {

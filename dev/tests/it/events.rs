@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use pns_cdr::domain::events::DetailType;
+use pns_cdr::domain::events::{DetailType, DETAIL_VERSION};
+use pns_cdr::domain::numbers::NumberKeys;
 use pns_cdr::domain::recording::LAKE_PREFIX;
 use pns_cdr_dev::local::{streams, LocalStack, LOCAL_TOKEN};
 use pns_cdr_dev::sim::{
@@ -92,7 +93,8 @@ fn validators() -> BTreeMap<DetailType, jsonschema::Validator> {
     DetailType::ALL
         .into_iter()
         .map(|t| {
-            let path = pns_cdr_dev::repo_root().join(format!("schemas/events/{t}.v1.json"));
+            let path =
+                pns_cdr_dev::repo_root().join(format!("schemas/events/{t}.v{DETAIL_VERSION}.json"));
             let schema: Value =
                 serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             let validator = jsonschema::options()
@@ -189,6 +191,16 @@ async fn a_push_its_recording_and_a_binding_error_become_events_that_match_their
         .unwrap();
     assert_eq!(recorded["detail"]["caller"], "*******1234");
     assert_eq!(recorded["detail"]["did"], "85235757584");
+    // Each number also as its keyed hash, the local stack's key: grouped without the number.
+    let keys = NumberKeys::parse(pns_cdr_dev::local::LOCAL_NUMBER_KEY).unwrap();
+    assert_eq!(
+        recorded["detail"]["callerHash"].as_str(),
+        keys.hash("85255501234").as_deref()
+    );
+    assert_eq!(
+        recorded["detail"]["calleeHash"].as_str(),
+        keys.hash("85255509876").as_deref()
+    );
     let text = serde_json::to_string(&events).unwrap();
     for number in ["85255501234", "85255509876", "85255501111"] {
         assert!(!text.contains(number), "{number} reached the lake");

@@ -6,13 +6,14 @@ use std::path::Path;
 
 use pns_cdr_dev::bench::cold_start::logged_run;
 use pns_cdr_dev::local::emulator::ResourceNames;
-use pns_cdr_dev::local::LOCAL_TOKEN;
+use pns_cdr_dev::local::{LOCAL_NUMBER_KEY, LOCAL_TOKEN};
 
 use crate::common;
 
 /// What must never reach a log, whatever the level.
-const NEVER_LOGGED: [&str; 7] = [
+const NEVER_LOGGED: [&str; 8] = [
     LOCAL_TOKEN,
+    LOCAL_NUMBER_KEY,
     "token=",
     // The signed query of the recording URL.
     "never-logged-signature",

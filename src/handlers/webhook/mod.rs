@@ -21,6 +21,7 @@ use crate::domain::auth::{presented_token, SharedAuthenticator};
 use crate::domain::canary::{is_canary_id, CANARY_TTL};
 use crate::domain::cdr::ParsedCallRecord;
 use crate::domain::item::{format_time, record_item, RecordingPlan, StoredRecord};
+use crate::domain::numbers::{numbers_in_body, NumberKeys, NUMBER_INDEX_PREFIX};
 use crate::domain::push::{self, InvalidPush, PushKind};
 use crate::domain::recording::{
     conflict_key, recording_key, rejected_key, RecordingJob, RecordingStatus,
@@ -81,6 +82,9 @@ pub struct WebhookSettings {
     pub retention: Option<Duration>,
     /// NXCLOUD's time zone, in which a binding error's `occurrenceTime` is written.
     pub nxcloud_offset: UtcOffset,
+    /// The keys of the index of kept bodies by number (read at cold start). `None`: kept
+    /// bodies are not indexed (tests that do not look at the index).
+    pub number_keys: Option<NumberKeys>,
 }
 
 impl Default for WebhookSettings {
@@ -90,6 +94,7 @@ impl Default for WebhookSettings {
             retention: None,
             // NXCLOUD runs PNS from Hong Kong: UTC+8, no daylight saving.
             nxcloud_offset: UtcOffset::from_hms(8, 0, 0).expect("+08:00 is an offset"),
+            number_keys: None,
         }
     }
 }
@@ -278,6 +283,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         stored: &StoredRecord,
         received_at: OffsetDateTime,
     ) -> Result<(), PortError> {
+        self.index_numbers(key, body).await?;
         let meta = ObjectMeta {
             content_type: "application/json".into(),
             metadata: vec![
@@ -293,6 +299,28 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         self.objects
             .put(key, Bytes::copy_from_slice(body), &meta)
             .await
+    }
+
+    /// Indexes a body about to be kept under `key` by the numbers it holds: an empty object
+    /// `number-index/<keyed hash>/<key>` per number, so an erasure finds the bodies of a
+    /// number by listing one prefix. Written before the body: a crash in between leaves an
+    /// entry without a body (harmless), never a body the index misses.
+    async fn index_numbers(&self, key: &str, body: &[u8]) -> Result<(), PortError> {
+        let Some(keys) = &self.settings.number_keys else {
+            return Ok(());
+        };
+        let meta = ObjectMeta {
+            content_type: "application/x-empty".into(),
+            metadata: Vec::new(),
+            sha256: None,
+        };
+        for number in numbers_in_body(body) {
+            if let Some(hash) = keys.hash(&number) {
+                let entry = format!("{NUMBER_INDEX_PREFIX}{hash}/{key}");
+                self.objects.put(&entry, Bytes::new(), &meta).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Keeps a body that is not a valid push, keyed by its digest.
@@ -317,6 +345,9 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             metadata,
             sha256: None,
         };
+        if let Err(e) = self.index_numbers(&key, body).await {
+            return unavailable(&e);
+        }
         if let Err(e) = self
             .objects
             .put(&key, Bytes::copy_from_slice(body), &meta)
