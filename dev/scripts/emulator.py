@@ -283,6 +283,9 @@ S3_OPERATIONS = [
     ("POST", "uploadId", "CompleteMultipartUpload"),
     ("DELETE", "uploadId", "AbortMultipartUpload"),
     ("GET", "uploadId", "ListParts"),
+    # Not an API name: deleting one version is DeleteObject with versionId, and IAM calls it
+    # s3:DeleteObjectVersion.
+    ("DELETE", "versionId", "DeleteObjectVersion"),
 ]
 
 
@@ -354,6 +357,8 @@ def describe_request(environ: dict, body: bytes) -> dict | None:
         )
     elif "uploads" in query and method == "GET":
         name = "ListMultipartUploads"
+    elif "versions" in query and method == "GET":
+        name = "ListObjectVersions"
     elif method == "GET":
         name = "ListObjectsV2" if "list-type" in query else "ListObjects"
     else:

@@ -61,6 +61,7 @@ IAM_ACTIONS = {
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "ListObjects"): "s3:ListBucket",
     ("s3", "HeadBucket"): "s3:ListBucket",
+    ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
     ("s3", "ListMultipartUploads"): "s3:ListBucketMultipartUploads",
     ("sqs", "DeleteMessageBatch"): "sqs:DeleteMessage",
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",

@@ -130,15 +130,25 @@ pub fn rejected_key(body_sha256: &str) -> String {
 
 /// Key of a conflicting body for record `id`.
 pub fn conflict_key(id: i64, payload_sha256: &str) -> String {
-    format!("{CONFLICTS_PREFIX}{id}/{payload_sha256}.json")
+    format!("{}{payload_sha256}.json", conflicts_of(id))
+}
+
+/// The folder of record `id`'s conflicting bodies.
+pub fn conflicts_of(id: i64) -> String {
+    format!("{CONFLICTS_PREFIX}{id}/")
+}
+
+/// The folder of a binding error's conflicting bodies.
+pub fn binding_conflicts_of(request_id: &str) -> String {
+    let folder = crate::sha256_hex(request_id.as_bytes());
+    format!("{CONFLICTS_PREFIX}binding-errors/{folder}/")
 }
 
 /// Key of a conflicting binding-error body: `requestId` is pushed text of up to 1 024 bytes,
 /// so its folder is its SHA-256, and the key stays far under S3's 1 024-byte limit whatever
 /// the id holds (the id itself is in the body, and in the object's metadata).
 pub fn binding_conflict_key(request_id: &str, payload_sha256: &str) -> String {
-    let folder = crate::sha256_hex(request_id.as_bytes());
-    format!("{CONFLICTS_PREFIX}binding-errors/{folder}/{payload_sha256}.json")
+    format!("{}{payload_sha256}.json", binding_conflicts_of(request_id))
 }
 
 #[cfg(test)]

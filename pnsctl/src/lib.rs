@@ -17,6 +17,7 @@ use pns_cdr::ports::{
 };
 use pns_cdr::telemetry::ErrorChain;
 
+pub mod erase;
 pub mod hint;
 pub mod lake;
 pub mod smoke;

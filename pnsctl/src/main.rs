@@ -11,10 +11,12 @@ use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
 use pns_cdr::adapters::secrets::{SecretsManagerSecret, TokenSecret};
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
+use pns_cdr::config::LOCAL_NUMBER_KEY_SECRET;
 use pns_cdr::config::{AwsConfig, OpsConfig};
 use pns_cdr::domain::events::PhoneNumbers;
+use pns_cdr::domain::numbers::NumberKeys;
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
-use pnsctl::{hint, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
+use pnsctl::{erase, hint, lake, redact_url, BodySource, DEFAULT_REDRIVE_MAX};
 use serde_json::Value;
 
 /// The operator tool of pns-cdr: redrive, re-archive, show, replay, publish, report and smoke.
@@ -30,6 +32,7 @@ use serde_json::Value;
        pnsctl binding-error <requestId>
        pnsctl binding-errors --did <did> [--day YYYY-MM-DD]
        pnsctl replay <url-with-token> (--file PATH | --s3-key KEY)
+       pnsctl erase (--number N | --customer-bind-id ID | --id ID) [--dry-run] [--yes]
        pnsctl publish --since <RFC3339 time>
        pnsctl report <query> [--json]
        pnsctl smoke
@@ -103,6 +106,19 @@ enum Command {
         #[command(flatten)]
         body: ReplayBody,
     },
+    /// Erase a phone number, a binding's calls or one record from every store: numbers in the
+    /// items replaced by ERASED, recordings and kept bodies deleted with every version, an
+    /// audit object written. Prints what it did (or would do) as JSON.
+    Erase {
+        #[command(flatten)]
+        target: EraseTarget,
+        /// Print what would be changed, store by store, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Publish again the events of every call record and binding error received since a
     /// time (same event ids: consumers that dedupe see only what they missed).
     Publish {
@@ -136,6 +152,21 @@ struct BindingArgs {
     /// every item read).
     #[arg(long)]
     bind_id: Option<String>,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct EraseTarget {
+    /// A phone number as NXCLOUD sends it (digits; `+` and spaces tolerated): every record,
+    /// binding error, recording and kept body that holds it.
+    #[arg(long)]
+    number: Option<String>,
+    /// The calls of a binding, by the customer's own id for it.
+    #[arg(long)]
+    customer_bind_id: Option<String>,
+    /// One call record.
+    #[arg(long)]
+    id: Option<i64>,
 }
 
 #[derive(Args)]
@@ -204,6 +235,36 @@ impl Command {
             _ => true,
         }
     }
+}
+
+/// The numbers' hash key secret: the stack's (`--stack`, `PNS_NUMBER_KEY_SECRET`), or the
+/// local stack's.
+fn number_key_secret(config: &OpsConfig, aws: &AwsConfig) -> Result<String, erase::EraseError> {
+    (config.number_key_secret.clone())
+        .or_else(|| {
+            aws.endpoint_url
+                .as_ref()
+                .map(|_| LOCAL_NUMBER_KEY_SECRET.into())
+        })
+        .ok_or(erase::EraseError::NoKeySecret)
+}
+
+/// Asks a person at a terminal to confirm an erasure; refuses anywhere else.
+fn confirm(report: &Value) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "pnsctl erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would change)"
+        );
+    }
+    eprintln!("{report:#}");
+    eprint!("Erase all of the above for good? Type `erase` to confirm: ");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "erase" {
+        anyhow::bail!("nothing erased");
+    }
+    Ok(())
 }
 
 /// A day, `YYYY-MM-DD`.
@@ -305,6 +366,48 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
                 Value::from_iter(items.into_iter().map(Value::Object))
             )
         }
+        Command::Erase {
+            target,
+            dry_run,
+            yes,
+        } => {
+            let selector = match (target.number, target.customer_bind_id, target.id) {
+                (Some(number), _, _) => erase::Selector::number(&number)?,
+                (None, Some(id), _) => erase::Selector::CustomerBindId(id),
+                (None, None, Some(id)) => erase::Selector::Id(id),
+                (None, None, None) => unreachable!("clap requires one of the three"),
+            };
+            let secret = number_key_secret(&config, aws)?;
+            let secret = SecretsManagerSecret::new(clients.secrets.clone(), secret);
+            let keys = NumberKeys::parse(&secret.fetch().await?)?;
+            let stores = erase::Stores {
+                dynamodb: clients.dynamodb.clone(),
+                s3: clients.s3.clone(),
+                calls_table: config.table.clone(),
+                binding_errors_table: config.binding_errors_table.clone(),
+                bucket: config.bucket.clone(),
+                phone_numbers: config.phone_numbers.clone(),
+            };
+            let plan = erase::plan(&stores, &keys, &selector).await?;
+            let mut report = erase::report(&selector, &keys, &plan, &stores, dry_run);
+            if dry_run {
+                return Ok(format!("{report:#}"));
+            }
+            if plan.is_empty() {
+                // Nothing holds it: said, not an error; erasing twice is a no-op.
+                report["dryRun"] = false.into();
+                report["nothingToErase"] = true.into();
+                if let Some(at) = erase::erased_before(&stores, &report).await? {
+                    report["erasedBefore"] = at.into();
+                }
+                return Ok(format!("{report:#}"));
+            }
+            if !yes {
+                confirm(&report)?;
+            }
+            erase::execute(&stores, &plan, &report, time::OffsetDateTime::now_utc()).await?;
+            format!("{report:#}")
+        }
         Command::Publish { since } => {
             // Events carry numbers as the stack sets them: guessing could publish numbers a
             // stack set to `omitted` never shows.
@@ -318,11 +421,16 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
                 )
                 })?
                 .parse()?;
+            // The same events as the stream's, hashes of the numbers included.
+            let secret = number_key_secret(&config, aws)?;
+            let secret = SecretsManagerSecret::new(clients.secrets.clone(), secret);
+            let keys = NumberKeys::parse(&secret.fetch().await?)?;
             let publisher = Publisher {
                 bus: EventBridgeBus::new(clients.events(), &config.event_bus),
                 failures: lake::SetApart::default(),
                 settings: PublisherSettings {
                     phones,
+                    number_keys: Some(keys),
                     ..PublisherSettings::default()
                 },
             };

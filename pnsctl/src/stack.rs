@@ -52,6 +52,7 @@ pub async fn apply(client: &Client, stack: &str, config: &mut OpsConfig) -> Resu
     config.event_bus = output("EventBusName")?;
     config.webhook_url = Some(output("WebhookUrl")?);
     config.token_secret = Some(output("WebhookTokenSecretArn")?);
+    config.number_key_secret = Some(output("NumberKeySecretArn")?);
     let phones = (described.parameters().iter())
         .find(|p| p.parameter_key() == Some("PhoneNumbersInEvents"))
         .and_then(|p| p.parameter_value().map(str::to_owned));

@@ -196,6 +196,7 @@ pub async fn pnsctl_with(
         .env("PNS_QUEUE_NAME", &stack.names.queue)
         .env("PNS_BUCKET_NAME", &stack.names.bucket)
         .env("PNS_EVENT_BUS_NAME", &stack.names.event_bus)
+        .env("PNS_NUMBER_KEY_SECRET", &stack.names.number_key_secret)
         .env("PNS_PYTHON", python)
         // The emulator records the caller of each call: the operator tool.
         .env("AWS_ACCESS_KEY_ID", "pnsctl")

@@ -4,6 +4,7 @@
 mod common;
 
 mod archiver;
+mod erase;
 mod events;
 mod faults;
 mod local;
