@@ -68,6 +68,16 @@ pub async fn stack() -> LocalStack {
         .expect("the local stack starts")
 }
 
+/// A stack whose streams, bus and lake run, with the archiver draining its queue.
+pub async fn stack_with_events() -> LocalStack {
+    let mut options = options();
+    options.events = true;
+    options.drain = true;
+    LocalStack::start(options)
+        .await
+        .expect("the local stack starts")
+}
+
 /// Every item in the stack's table, as JSON, by id.
 pub async fn items(stack: &LocalStack) -> Vec<Value> {
     stack.items().await.unwrap()

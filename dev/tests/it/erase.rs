@@ -15,15 +15,6 @@ const M: &str = "85255502222";
 /// Others in the calls, neither erased nor controlled.
 const X: &str = "85255503333";
 
-async fn stack_with_events() -> LocalStack {
-    let mut options = options();
-    options.events = true;
-    options.drain = true;
-    LocalStack::start(options)
-        .await
-        .expect("the local stack starts")
-}
-
 async fn post(url: &str, body: &str) -> u16 {
     reqwest::Client::new()
         .post(format!("{url}?token={LOCAL_TOKEN}"))

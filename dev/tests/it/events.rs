@@ -17,16 +17,6 @@ use pns_cdr_dev::sim::{
 use pnsctl::lake::Table;
 use serde_json::Value;
 
-/// A stack whose streams, bus and lake run, with the archiver draining its queue.
-async fn stack_with_events() -> LocalStack {
-    let mut options = options();
-    options.events = true;
-    options.drain = true;
-    LocalStack::start(options)
-        .await
-        .expect("the local stack starts")
-}
-
 /// Every event in the stack's lake, as delivered (duplicates included).
 async fn lake(stack: &LocalStack) -> Vec<Value> {
     let s3 = &stack.clients.s3;
