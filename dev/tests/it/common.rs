@@ -158,12 +158,18 @@ pub async fn open_uploads(stack: &LocalStack) -> usize {
 }
 
 pub async fn object(stack: &LocalStack, key: &str) -> Vec<u8> {
+    object_version(stack, key, None).await
+}
+
+/// The bytes of one version of an object (`None`: the current one).
+pub async fn object_version(stack: &LocalStack, key: &str, version: Option<&str>) -> Vec<u8> {
     let out = stack
         .clients
         .s3
         .get_object()
         .bucket(&stack.names.bucket)
         .key(key)
+        .set_version_id(version.map(str::to_owned))
         .send()
         .await
         .unwrap();

@@ -76,20 +76,7 @@ async fn bucket(stack: &LocalStack) -> BTreeMap<(String, String), Vec<u8>> {
     let mut objects = BTreeMap::new();
     for v in listed.versions.unwrap_or_default() {
         let (key, version) = (v.key.unwrap(), v.version_id.unwrap());
-        let body = s3
-            .get_object()
-            .bucket(&stack.names.bucket)
-            .key(&key)
-            .version_id(&version)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes()
-            .to_vec();
+        let body = object_version(stack, &key, Some(&version)).await;
         objects.insert((key, version), body);
     }
     for m in listed.delete_markers.unwrap_or_default() {

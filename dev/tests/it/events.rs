@@ -28,20 +28,9 @@ async fn lake(stack: &LocalStack) -> Vec<Value> {
         .await
         .unwrap();
     let mut events = Vec::new();
-    for object in listed.contents.unwrap_or_default() {
-        let body = s3
-            .get_object()
-            .bucket(&stack.names.bucket)
-            .key(object.key.unwrap())
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-        for line in String::from_utf8(body.to_vec()).unwrap().lines() {
+    for listed in listed.contents.unwrap_or_default() {
+        let body = object(stack, &listed.key.unwrap()).await;
+        for line in String::from_utf8(body).unwrap().lines() {
             events.push(serde_json::from_str(line).unwrap());
         }
     }
