@@ -166,53 +166,39 @@ impl ProcessConfig {
     }
 }
 
-/// Where the keys of the numbers' hashes come from.
+/// Where a secret value comes from: the webhook's tokens, the numbers' hash keys.
 #[derive(Clone, PartialEq, Eq)]
-pub enum NumberKeySource {
-    /// `PNS_NUMBER_KEYS`: `current[,previous]` (local stack, tests).
+pub enum SecretSource {
+    /// Given in the environment (`PNS_WEBHOOK_TOKENS`, `PNS_NUMBER_KEYS`): the local stack,
+    /// tests, `cargo lambda watch`.
     Inline(String),
-    /// `PNS_NUMBER_KEY_SECRET_ARN`: the stack's `NumberKeySecret`.
+    /// A Secrets Manager secret's ARN (`PNS_WEBHOOK_TOKENS_SECRET_ARN`,
+    /// `PNS_NUMBER_KEY_SECRET_ARN`): what the template sets.
     Secret(String),
 }
 
-impl std::fmt::Debug for NumberKeySource {
-    // Never print the keys.
+impl std::fmt::Debug for SecretSource {
+    // Never print the value.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Inline(_) => f.write_str("Inline(..)"),
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
             Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
         }
     }
 }
 
 impl Env<'_> {
-    fn number_keys(&self) -> Result<NumberKeySource, ConfigError> {
-        match (
-            self.get("PNS_NUMBER_KEYS"),
-            self.get("PNS_NUMBER_KEY_SECRET_ARN"),
-        ) {
-            (Some(keys), _) => Ok(NumberKeySource::Inline(keys)),
-            (None, Some(arn)) => Ok(NumberKeySource::Secret(arn)),
-            (None, None) => Err(ConfigError::Missing("PNS_NUMBER_KEY_SECRET_ARN")),
-        }
-    }
-}
-
-/// Where the webhook's tokens come from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `PNS_WEBHOOK_TOKENS`: `current[,previous]` (local stack, tests, `cargo lambda watch`).
-    Inline(String),
-    /// `PNS_WEBHOOK_TOKENS_SECRET_ARN`: a Secrets Manager secret holding `current[,previous]`.
-    Secret(String),
-}
-
-impl std::fmt::Debug for TokenSource {
-    // Never print the tokens.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
-            Self::Secret(arn) => f.debug_tuple("Secret").field(arn).finish(),
+    /// The value in `inline` wins (the secret is then neither read nor refreshed); else the
+    /// secret named in `arn`, which is required.
+    fn secret_source(
+        &self,
+        inline: &'static str,
+        arn: &'static str,
+    ) -> Result<SecretSource, ConfigError> {
+        match (self.get(inline), self.get(arn)) {
+            (Some(value), _) => Ok(SecretSource::Inline(value)),
+            (None, Some(arn)) => Ok(SecretSource::Secret(arn)),
+            (None, None) => Err(ConfigError::Missing(arn)),
         }
     }
 }
@@ -224,27 +210,19 @@ pub struct WebhookConfig {
     pub binding_errors_table: String,
     pub queue_url: String,
     pub bucket: String,
-    pub tokens: TokenSource,
+    pub tokens: SecretSource,
     /// Comma-separated CIDR blocks allowed to push; empty: any source.
     pub source_cidrs: String,
     pub url_policy: UrlPolicy,
     pub settings: WebhookSettings,
     /// The keys of the index of kept bodies by number.
-    pub number_keys: NumberKeySource,
+    pub number_keys: SecretSource,
 }
 
 impl FromEnv for WebhookConfig {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
-        let tokens = match (
-            env.get("PNS_WEBHOOK_TOKENS"),
-            env.get("PNS_WEBHOOK_TOKENS_SECRET_ARN"),
-        ) {
-            // Tokens given directly win: the secret is then neither read nor refreshed.
-            (Some(tokens), _) => TokenSource::Inline(tokens),
-            (None, Some(arn)) => TokenSource::Secret(arn),
-            (None, None) => return Err(ConfigError::Missing("PNS_WEBHOOK_TOKENS_SECRET_ARN")),
-        };
+        let tokens = env.secret_source("PNS_WEBHOOK_TOKENS", "PNS_WEBHOOK_TOKENS_SECRET_ARN")?;
         let defaults = WebhookSettings::default();
         let retention_days: u64 = env.parsed("PNS_RETENTION_DAYS", 0)?;
         let nxcloud_offset = match env.get("PNS_NXCLOUD_UTC_OFFSET") {
@@ -260,7 +238,7 @@ impl FromEnv for WebhookConfig {
             queue_url: env.required("PNS_QUEUE_URL")?,
             bucket: env.required("PNS_BUCKET_NAME")?,
             tokens,
-            number_keys: env.number_keys()?,
+            number_keys: env.secret_source("PNS_NUMBER_KEYS", "PNS_NUMBER_KEY_SECRET_ARN")?,
             source_cidrs: env.get("PNS_SOURCE_CIDRS").unwrap_or_default(),
             url_policy: env.url_policy()?,
             settings: WebhookSettings {
@@ -346,7 +324,7 @@ pub struct PublisherConfig {
     pub failure_queue_url: String,
     pub settings: PublisherSettings,
     /// The keys of the numbers' hashes in events.
-    pub number_keys: NumberKeySource,
+    pub number_keys: SecretSource,
 }
 
 impl FromEnv for PublisherConfig {
@@ -355,7 +333,7 @@ impl FromEnv for PublisherConfig {
         Ok(Self {
             event_bus: env.required("PNS_EVENT_BUS_NAME")?,
             failure_queue_url: env.required("PNS_FAILURE_QUEUE_URL")?,
-            number_keys: env.number_keys()?,
+            number_keys: env.secret_source("PNS_NUMBER_KEYS", "PNS_NUMBER_KEY_SECRET_ARN")?,
             settings: PublisherSettings {
                 phones: env.parsed("PNS_PHONE_NUMBERS", PhoneNumbers::default())?,
                 ..PublisherSettings::default()
@@ -503,7 +481,7 @@ mod tests {
             ("PNS_NUMBER_KEY_SECRET_ARN", "arn:key"),
         ]))
         .unwrap();
-        assert_eq!(p.number_keys, NumberKeySource::Secret("arn:key".into()));
+        assert_eq!(p.number_keys, SecretSource::Secret("arn:key".into()));
         assert!(matches!(
             PublisherConfig::from_lookup(lookup(&[
                 ("PNS_EVENT_BUS_NAME", "bus"),
@@ -537,7 +515,7 @@ mod tests {
         assert_eq!(w.settings.retention, Some(Duration::from_secs(2 * 86_400)));
         let offset = time::UtcOffset::from_hms(-3, -30, 0).unwrap();
         assert_eq!(w.settings.nxcloud_offset, offset);
-        assert_eq!(w.tokens, TokenSource::Secret("arn:secret".into()));
+        assert_eq!(w.tokens, SecretSource::Secret("arn:secret".into()));
         let a = ArchiverConfig::from_lookup(lookup(&pairs)).unwrap();
         assert_eq!(a.settings.retry_grace, Duration::from_secs(60));
         let r = ReconcilerConfig::from_lookup(lookup(&pairs)).unwrap();
@@ -581,7 +559,7 @@ mod tests {
             "a-very-secret-number-key-of-32-characters",
         ));
         let c = WebhookConfig::from_lookup(lookup(&pairs)).unwrap();
-        let TokenSource::Inline(tokens) = &c.tokens else {
+        let SecretSource::Inline(tokens) = &c.tokens else {
             panic!("inline tokens win")
         };
         c.authenticator_for(tokens).unwrap();

@@ -79,13 +79,13 @@ pub enum NumberKeyError {
 /// The keys of the numbers' hashes, read once (a function reads them at cold start; a new key
 /// reaches it with its next cold start).
 pub async fn number_keys(
-    source: &crate::config::NumberKeySource,
+    source: &crate::config::SecretSource,
     client: &aws_sdk_secretsmanager::Client,
 ) -> Result<crate::domain::numbers::NumberKeys, NumberKeyError> {
-    use crate::config::NumberKeySource;
+    use crate::config::SecretSource;
     let text = match source {
-        NumberKeySource::Inline(keys) => keys.clone(),
-        NumberKeySource::Secret(arn) => {
+        SecretSource::Inline(keys) => keys.clone(),
+        SecretSource::Secret(arn) => {
             SecretsManagerSecret::new(client.clone(), arn)
                 .fetch()
                 .await?

@@ -4,7 +4,7 @@ use lambda_http::{run, service_fn, Error, Request};
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::secrets::{number_keys, SecretTokens, SecretsManagerSecret};
 use pns_cdr::adapters::{aws::AwsClients, s3::S3ObjectStore, sqs::SqsJobQueue};
-use pns_cdr::config::{FromEnv, TokenSource, WebhookConfig};
+use pns_cdr::config::{FromEnv, SecretSource, WebhookConfig};
 use pns_cdr::handlers::webhook::Webhook;
 
 #[tokio::main]
@@ -12,17 +12,20 @@ async fn main() -> Result<(), Error> {
     let process = pns_cdr::telemetry::start();
     let config = WebhookConfig::from_env()?;
     let clients = AwsClients::load(&process.aws).await?;
+    // Both secrets at once: each read is a round trip on the cold start.
+    let keys = number_keys(&config.number_keys, &clients.secrets);
     // Deployed: tokens from Secrets Manager, refreshed while warm. Locally: from the environment.
-    let (auth, secret) = match &config.tokens {
-        TokenSource::Inline(tokens) => (config.authenticator_for(tokens)?, None),
-        TokenSource::Secret(arn) => {
+    let (auth, secret, keys) = match &config.tokens {
+        SecretSource::Inline(tokens) => (config.authenticator_for(tokens)?, None, keys.await?),
+        SecretSource::Secret(arn) => {
             let secret = SecretsManagerSecret::new(clients.secrets.clone(), arn);
             let secret = SecretTokens::new(secret, &config.source_cidrs);
-            (secret.authenticator().await?, Some(secret))
+            let (auth, keys) = tokio::join!(secret.authenticator(), keys);
+            (auth?, Some(secret), keys?)
         }
     };
     let mut settings = config.settings;
-    settings.number_keys = Some(number_keys(&config.number_keys, &clients.secrets).await?);
+    settings.number_keys = Some(keys);
     let webhook = Webhook {
         store: DynamoRecordStore::new(clients.dynamodb.clone(), &config.table),
         bindings: DynamoBindingErrorStore::new(clients.dynamodb, &config.binding_errors_table),

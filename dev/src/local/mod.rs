@@ -33,7 +33,7 @@ use pns_cdr::adapters::secrets::{
     number_keys, NumberKeyError, SecretError, SecretTokens, SecretsManagerSecret,
 };
 use pns_cdr::adapters::sqs::{SqsEventFailures, SqsJobQueue};
-use pns_cdr::config::NumberKeySource;
+use pns_cdr::config::SecretSource;
 use pns_cdr::domain::url_policy::{HostListError, UrlPolicy, UrlProfile, DEFAULT_RECORDING_HOSTS};
 use pns_cdr::handlers::archiver::{Archiver, ArchiverSettings};
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
@@ -261,7 +261,7 @@ impl LocalStack {
         );
         let auth = tokens.authenticator().await?;
         // As deployed, each function reads the number key from its secret at start.
-        let key_source = NumberKeySource::Secret(names.number_key_secret.clone());
+        let key_source = SecretSource::Secret(names.number_key_secret.clone());
         let mut webhook_settings = options.webhook.clone();
         webhook_settings.number_keys = Some(number_keys(&key_source, &functions.secrets).await?);
         let webhook = Arc::new(Webhook {
