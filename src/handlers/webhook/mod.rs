@@ -283,7 +283,6 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
         stored: &StoredRecord,
         received_at: OffsetDateTime,
     ) -> Result<(), PortError> {
-        self.index_numbers(key, body).await?;
         let meta = ObjectMeta {
             content_type: "application/json".into(),
             metadata: vec![
@@ -296,19 +295,28 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             ],
             sha256: None,
         };
+        self.keep(key, body, &meta).await
+    }
+
+    /// Keeps a quarantined or conflicting body under `key`, indexed first by the numbers it
+    /// holds: an empty object `number-index/<keyed hash>/<key>` per number, so an erasure
+    /// finds the bodies of a number by listing one prefix. A crash in between leaves an entry
+    /// without a body (harmless), never a body the index misses.
+    async fn keep(&self, key: &str, body: &[u8], meta: &ObjectMeta) -> Result<(), PortError> {
+        if let Some(keys) = &self.settings.number_keys {
+            self.index_numbers(keys, key, body).await?;
+        }
         self.objects
-            .put(key, Bytes::copy_from_slice(body), &meta)
+            .put(key, Bytes::copy_from_slice(body), meta)
             .await
     }
 
-    /// Indexes a body about to be kept under `key` by the numbers it holds: an empty object
-    /// `number-index/<keyed hash>/<key>` per number, so an erasure finds the bodies of a
-    /// number by listing one prefix. Written before the body: a crash in between leaves an
-    /// entry without a body (harmless), never a body the index misses.
-    async fn index_numbers(&self, key: &str, body: &[u8]) -> Result<(), PortError> {
-        let Some(keys) = &self.settings.number_keys else {
-            return Ok(());
-        };
+    async fn index_numbers(
+        &self,
+        keys: &NumberKeys,
+        key: &str,
+        body: &[u8],
+    ) -> Result<(), PortError> {
         let meta = ObjectMeta {
             content_type: "application/x-empty".into(),
             metadata: Vec::new(),
@@ -345,14 +353,7 @@ impl<S: RecordStore, Q: JobQueue, O: ObjectStore, B: BindingErrorStore> Webhook<
             metadata,
             sha256: None,
         };
-        if let Err(e) = self.index_numbers(&key, body).await {
-            return unavailable(&e);
-        }
-        if let Err(e) = self
-            .objects
-            .put(&key, Bytes::copy_from_slice(body), &meta)
-            .await
-        {
+        if let Err(e) = self.keep(&key, body, &meta).await {
             return unavailable(&e);
         }
         PushOutcome::Quarantined { kind, why, key }
