@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use pns_cdr::adapters::dynamodb::DynamoRecordStore;
+use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::domain::item::format_time;
 use pns_cdr::domain::numbers::{
     erase_numbers, holds_number, normalize, NumberKeys, BINDING_NUMBER_FIELDS, CALL_NUMBER_FIELDS,
@@ -18,7 +18,7 @@ use pns_cdr::domain::numbers::{
 use pns_cdr::domain::recording::{
     binding_conflicts_of, conflicts_of, CONFLICTS_PREFIX, REJECTED_PREFIX,
 };
-use pns_cdr::ports::{CallsByBinding, PortError, RecordLookup};
+use pns_cdr::ports::{BindingErrorLookup, CallsByBinding, PortError, RecordLookup};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
@@ -95,6 +95,12 @@ pub struct Stores {
     pub bucket: String,
     /// The stack's `PhoneNumbersInEvents`, when known: what the lake and the archive hold.
     pub phone_numbers: Option<String>,
+}
+
+impl Stores {
+    fn records(&self) -> DynamoRecordStore {
+        DynamoRecordStore::new(self.dynamodb.clone(), &self.calls_table)
+    }
 }
 
 /// One object and its versions (delete markers included).
@@ -182,7 +188,7 @@ pub async fn plan(
     keys: &NumberKeys,
     selector: &Selector,
 ) -> Result<Plan, EraseError> {
-    let records = DynamoRecordStore::new(stores.dynamodb.clone(), &stores.calls_table);
+    let records = stores.records();
     let mut plan = Plan {
         whole_records: !matches!(selector, Selector::Number(_)),
         ..Plan::default()
@@ -191,14 +197,19 @@ pub async fn plan(
     let mut calls = match selector {
         Selector::Number(digits) => {
             plan.numbers.push(digits.clone());
-            plan.binding_errors =
-                scan_for_number(stores, &stores.binding_errors_table, digits).await?;
+            plan.binding_errors = scan_for_number(
+                stores,
+                &stores.binding_errors_table,
+                &BINDING_NUMBER_FIELDS,
+                digits,
+            )
+            .await?;
             for hash in keys.hashes(digits) {
                 index_entries.extend(
                     versions_under(stores, &format!("{NUMBER_INDEX_PREFIX}{hash}/")).await?,
                 );
             }
-            scan_for_number(stores, &stores.calls_table, digits).await?
+            scan_for_number(stores, &stores.calls_table, &CALL_NUMBER_FIELDS, digits).await?
         }
         Selector::CustomerBindId(id) => records.by_customer_bind_id(id).await?,
         Selector::Id(id) => records.item(*id).await?.into_iter().collect(),
@@ -334,9 +345,9 @@ async fn erase_call(
     numbers: &[String],
     now: OffsetDateTime,
 ) -> Result<(), EraseError> {
-    let key = ("id", AttributeValue::N(id.to_string()));
+    let records = stores.records();
     for _ in 0..5 {
-        let Some(mut item) = get_item(stores, &stores.calls_table, key.clone()).await? else {
+        let Some(mut item) = records.item(id).await? else {
             return Ok(());
         };
         let status = item
@@ -388,47 +399,24 @@ async fn erase_binding_error(
     numbers: &[String],
     now: OffsetDateTime,
 ) -> Result<(), EraseError> {
-    let key = ("requestId", AttributeValue::S(request_id.to_owned()));
-    for _ in 0..5 {
-        let Some(mut item) = get_item(stores, &stores.binding_errors_table, key.clone()).await?
-        else {
-            return Ok(());
-        };
-        // Found for the number it holds: that is what goes.
-        erase_numbers(&mut item, &[], numbers);
-        item.insert("erasedAt".into(), format_time(now).into());
-        if put_if(
-            stores,
-            &stores.binding_errors_table,
-            item,
-            "attribute_exists(requestId)",
-            None,
-        )
-        .await?
-        {
-            return Ok(());
-        }
-    }
-    Err(EraseError::Busy(request_id.to_owned()))
-}
-
-async fn get_item(
-    stores: &Stores,
-    table: &str,
-    (name, value): (&str, AttributeValue),
-) -> Result<Option<Map<String, Value>>, EraseError> {
-    let out = stores
-        .dynamodb
-        .get_item()
-        .table_name(table)
-        .key(name, value)
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| aws("GetItem")(e.into()))?;
-    out.item
-        .map(|item| serde_dynamo::from_item(item).map_err(|e| aws("GetItem")(e.into())))
-        .transpose()
+    let errors =
+        DynamoBindingErrorStore::new(stores.dynamodb.clone(), &stores.binding_errors_table);
+    let Some(mut item) = errors.item(request_id).await? else {
+        return Ok(());
+    };
+    // Found for the number it holds: that is what goes. Nothing else writes a stored binding
+    // error, so the condition fails only when TTL deleted it meanwhile: nothing left to erase.
+    erase_numbers(&mut item, &[], numbers);
+    item.insert("erasedAt".into(), format_time(now).into());
+    put_if(
+        stores,
+        &stores.binding_errors_table,
+        item,
+        "attribute_exists(requestId)",
+        None,
+    )
+    .await
+    .map(drop)
 }
 
 /// A conditional `PutItem` of the whole item; `false` when the condition failed.
@@ -467,14 +455,10 @@ async fn put_if(
 async fn scan_for_number(
     stores: &Stores,
     table: &str,
+    fields: &[&str],
     digits: &str,
 ) -> Result<Vec<Map<String, Value>>, EraseError> {
     let numbers = [digits.to_owned()];
-    let fields: Vec<&str> = if table == stores.calls_table {
-        CALL_NUMBER_FIELDS.to_vec()
-    } else {
-        BINDING_NUMBER_FIELDS.to_vec()
-    };
     let filter = fields
         .iter()
         .map(|f| format!("contains({f}, :n)"))

@@ -9,10 +9,11 @@ use pns_cdr::adapters::aws::AwsClients;
 use pns_cdr::adapters::dynamodb::{DynamoBindingErrorStore, DynamoRecordStore};
 use pns_cdr::adapters::eventbridge::EventBridgeBus;
 use pns_cdr::adapters::s3::S3ObjectStore;
+use pns_cdr::adapters::secrets;
 use pns_cdr::adapters::secrets::{SecretsManagerSecret, TokenSecret};
 use pns_cdr::adapters::sqs::{queue_url, SqsDeadLetters, SqsJobQueue};
-use pns_cdr::config::LOCAL_NUMBER_KEY_SECRET;
 use pns_cdr::config::{AwsConfig, OpsConfig};
+use pns_cdr::config::{SecretSource, LOCAL_NUMBER_KEY_SECRET};
 use pns_cdr::domain::events::PhoneNumbers;
 use pns_cdr::domain::numbers::NumberKeys;
 use pns_cdr::handlers::publisher::{Publisher, PublisherSettings};
@@ -237,16 +238,21 @@ impl Command {
     }
 }
 
-/// The numbers' hash key secret: the stack's (`--stack`, `PNS_NUMBER_KEY_SECRET`), or the
+/// The numbers' hash keys, from the stack's secret (`--stack`, `PNS_NUMBER_KEY_SECRET`) or the
 /// local stack's.
-fn number_key_secret(config: &OpsConfig, aws: &AwsConfig) -> Result<String, erase::EraseError> {
-    (config.number_key_secret.clone())
+async fn number_keys(
+    config: &OpsConfig,
+    aws: &AwsConfig,
+    clients: &AwsClients,
+) -> anyhow::Result<NumberKeys> {
+    let secret = (config.number_key_secret.clone())
         .or_else(|| {
             aws.endpoint_url
                 .as_ref()
                 .map(|_| LOCAL_NUMBER_KEY_SECRET.into())
         })
-        .ok_or(erase::EraseError::NoKeySecret)
+        .ok_or(erase::EraseError::NoKeySecret)?;
+    Ok(secrets::number_keys(&SecretSource::Secret(secret), &clients.secrets).await?)
 }
 
 /// Asks a person at a terminal to confirm an erasure; refuses anywhere else.
@@ -377,9 +383,7 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
                 (None, None, Some(id)) => erase::Selector::Id(id),
                 (None, None, None) => unreachable!("clap requires one of the three"),
             };
-            let secret = number_key_secret(&config, aws)?;
-            let secret = SecretsManagerSecret::new(clients.secrets.clone(), secret);
-            let keys = NumberKeys::parse(&secret.fetch().await?)?;
+            let keys = number_keys(&config, aws, &clients).await?;
             let stores = erase::Stores {
                 dynamodb: clients.dynamodb.clone(),
                 s3: clients.s3.clone(),
@@ -422,9 +426,7 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
                 })?
                 .parse()?;
             // The same events as the stream's, hashes of the numbers included.
-            let secret = number_key_secret(&config, aws)?;
-            let secret = SecretsManagerSecret::new(clients.secrets.clone(), secret);
-            let keys = NumberKeys::parse(&secret.fetch().await?)?;
+            let keys = number_keys(&config, aws, &clients).await?;
             let publisher = Publisher {
                 bus: EventBridgeBus::new(clients.events(), &config.event_bus),
                 failures: lake::SetApart::default(),
