@@ -206,7 +206,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime starts");
     match runtime.block_on(run(cli.command, cli.stack.as_deref(), &process.aws)) {
         Ok(output) => {
-            println!("{output}");
+            print(&output);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -271,6 +271,13 @@ fn confirm(report: &Value) -> anyhow::Result<()> {
         anyhow::bail!("nothing erased");
     }
     Ok(())
+}
+
+/// Prints a result on stdout. A reader that went away (`pnsctl show 45 | head -1`) is not an
+/// error: what was asked has been done.
+fn print(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// A day, `YYYY-MM-DD`.
@@ -491,7 +498,7 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
             .await;
             let text = report.to_string();
             if !report.passed() {
-                println!("{text}");
+                print(&text);
                 anyhow::bail!("smoke test failed");
             }
             text
@@ -534,7 +541,7 @@ async fn run(command: Command, stack: Option<&str>, aws: &AwsConfig) -> anyhow::
             );
             if answer.status != 200 {
                 // NXCLOUD would retry this push: the answer is printed, and the exit says so.
-                println!("{text}");
+                print(&text);
                 anyhow::bail!("the webhook answered {}, not 200", answer.status);
             }
             text

@@ -539,6 +539,23 @@ async fn the_pnsctl_binary_pipes_and_says_what_to_set_or_start() {
     for stream in [&out.stdout, &out.stderr] {
         assert!(!stream.contains(&0x1b), "escape codes");
     }
+    // A reader that stops reading (`| head -1`) costs no panic and no failure.
+    let mut closed = std::process::Command::new(common::pnsctl_binary())
+        .args(["show", "70"])
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("PNS_TABLE_NAME", &stack.names.table)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().unwrap();
+    assert!(closed.status.success(), "{closed:?}");
+    assert!(
+        closed.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&closed.stderr)
+    );
     // Quiet by default: only the data.
     let out = common::pnsctl(&stack, &["show", "70"]).await;
     assert!(
